@@ -1,0 +1,120 @@
+//! Building the application from its settings, and serving it.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::TokenKeys,
+    clock::Clock,
+    config::Config,
+    db,
+    diagnosis_keys::KeyRules,
+    exports::ExportRules,
+    graphql::{self, MamoriSchema},
+    health_center_tokens::CodeHasher,
+    http,
+    notices::NoticeBus,
+    rate_limit::FailureLimiter,
+    secrets::Secrets,
+    storage::ExportStore,
+};
+
+/// Failed admin logins allowed per account and per address in one window.
+const ADMIN_LOGIN_ATTEMPTS: u32 = 10;
+const ADMIN_LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Everything a request, a job or a command needs, built once at start.
+pub struct AppState {
+    pub config: Config,
+    pub db: DatabaseConnection,
+    pub clock: Clock,
+    pub keys: TokenKeys,
+    pub code_hasher: CodeHasher,
+    pub key_rules: KeyRules,
+    pub export_rules: ExportRules,
+    pub exports: ExportStore,
+    pub notices: NoticeBus,
+    /// Wrong health-center token codes, per user and per address.
+    pub token_attempts: FailureLimiter,
+    /// Failed admin logins, per account and per address.
+    pub login_attempts: FailureLimiter,
+}
+
+/// The shared application state.
+pub type App = Arc<AppState>;
+
+impl AppState {
+    /// Connects to the database, applies migrations, loads secrets and opens the export store.
+    pub async fn build(config: Config, clock: Clock) -> anyhow::Result<App> {
+        config.validate()?;
+        let db = db::connect(&config).await?;
+        db::migrate(&db).await?;
+        Self::with_database(config, clock, db)
+    }
+
+    /// Builds the state on an already migrated database.
+    pub fn with_database(
+        config: Config,
+        clock: Clock,
+        db: DatabaseConnection,
+    ) -> anyhow::Result<App> {
+        let secrets = Secrets::load(&config)?;
+        let keys = TokenKeys::new(
+            secrets.jwt_secret.expose(),
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            config.access_token_ttl,
+            config.refresh_token_ttl,
+        );
+        let export_dir = config.export_dir();
+        let exports = ExportStore::open(export_dir.clone())
+            .with_context(|| format!("failed to open export folder {}", export_dir.display()))?;
+        Ok(Arc::new(AppState {
+            keys,
+            code_hasher: CodeHasher::new(&secrets.token_hash_key)?,
+            key_rules: KeyRules {
+                max_keys_per_upload: config.max_keys_per_upload,
+                max_keys_per_start_interval: config.max_keys_per_start_interval,
+                retention_days: config.key_retention_days,
+            },
+            export_rules: ExportRules {
+                retention_days: config.key_retention_days,
+                embargo: config.export_embargo,
+            },
+            exports,
+            notices: NoticeBus::default(),
+            token_attempts: FailureLimiter::new(
+                config.token_attempt_limit,
+                config.token_attempt_window,
+            ),
+            login_attempts: FailureLimiter::new(ADMIN_LOGIN_ATTEMPTS, ADMIN_LOGIN_WINDOW),
+            db,
+            clock,
+            config,
+        }))
+    }
+
+    /// Returns the GraphQL schema over this state.
+    pub fn schema(self: &Arc<Self>) -> MamoriSchema {
+        graphql::build_schema(self.clone())
+    }
+}
+
+/// Serves the HTTP API on `listener` until `shutdown` completes, then finishes requests in flight.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let router = http::router(app);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server failed")
+}

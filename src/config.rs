@@ -1,0 +1,206 @@
+//! Typed settings. Every setting is an environment variable `MAMORI_…` and a
+//! command-line flag of the same name; `docs/configuration.md` lists them all.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+
+/// Settings shared by every subcommand. A bad value fails at start and names its variable.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address and port the HTTP server listens on.
+    #[arg(
+        long,
+        env = "MAMORI_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Folder for the SQLite database, generated secrets and export files.
+    #[arg(long, env = "MAMORI_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Database URL (`sqlite://…` or `postgres://…`). Default: SQLite in the data folder.
+    #[arg(long, env = "MAMORI_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Maximum number of pooled database connections.
+    #[arg(
+        long,
+        env = "MAMORI_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub database_max_connections: u32,
+
+    /// File with the HS256 secret that signs access tokens. Default: generated in the data folder.
+    #[arg(long, env = "MAMORI_JWT_SECRET_FILE", global = true)]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// File with the key that hashes health-center tokens. Default: generated in the data folder.
+    #[arg(long, env = "MAMORI_TOKEN_HASH_KEY_FILE", global = true)]
+    pub token_hash_key_file: Option<PathBuf>,
+
+    /// `iss` claim of issued access tokens, checked on every request.
+    #[arg(
+        long,
+        env = "MAMORI_JWT_ISSUER",
+        default_value = "mamori",
+        global = true
+    )]
+    pub jwt_issuer: String,
+
+    /// `aud` claim of issued access tokens, checked on every request.
+    #[arg(
+        long,
+        env = "MAMORI_JWT_AUDIENCE",
+        default_value = "mamori-app",
+        global = true
+    )]
+    pub jwt_audience: String,
+
+    /// Lifetime of an access token (for example `1h`, `15m`).
+    #[arg(long, env = "MAMORI_ACCESS_TOKEN_TTL", default_value = "1h", value_parser = parse_duration, global = true)]
+    pub access_token_ttl: Duration,
+
+    /// Lifetime of a refresh token.
+    #[arg(long, env = "MAMORI_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration, global = true)]
+    pub refresh_token_ttl: Duration,
+
+    /// Cron expression (with seconds) of the export job.
+    #[arg(
+        long,
+        env = "MAMORI_EXPORT_SCHEDULE",
+        default_value = "0 */10 * * * *",
+        global = true
+    )]
+    pub export_schedule: String,
+
+    /// Folder the export files are written to. Default: `exports` in the data folder.
+    #[arg(long, env = "MAMORI_EXPORT_DIR", global = true)]
+    pub export_dir: Option<PathBuf>,
+
+    /// Maximum number of keys in one upload.
+    #[arg(
+        long,
+        env = "MAMORI_MAX_KEYS_PER_UPLOAD",
+        default_value_t = 30,
+        global = true
+    )]
+    pub max_keys_per_upload: usize,
+
+    /// Maximum number of keys of one upload that share a start interval.
+    #[arg(
+        long,
+        env = "MAMORI_MAX_KEYS_PER_START_INTERVAL",
+        default_value_t = 3,
+        global = true
+    )]
+    pub max_keys_per_start_interval: usize,
+
+    /// Days a diagnosis key is accepted and exported after its period ends.
+    #[arg(
+        long,
+        env = "MAMORI_KEY_RETENTION_DAYS",
+        default_value_t = 14,
+        global = true
+    )]
+    pub key_retention_days: u32,
+
+    /// Time after a key's period ends before it is exported.
+    #[arg(long, env = "MAMORI_EXPORT_EMBARGO", default_value = "2h", value_parser = parse_duration, global = true)]
+    pub export_embargo: Duration,
+
+    /// Failed health-center token attempts allowed per user and per address in one window.
+    #[arg(
+        long,
+        env = "MAMORI_TOKEN_ATTEMPT_LIMIT",
+        default_value_t = 5,
+        global = true
+    )]
+    pub token_attempt_limit: u32,
+
+    /// Length of the window for failed token attempts.
+    #[arg(long, env = "MAMORI_TOKEN_ATTEMPT_WINDOW", default_value = "15m", value_parser = parse_duration, global = true)]
+    pub token_attempt_window: Duration,
+
+    /// Maximum size of a request body in bytes.
+    #[arg(long, env = "MAMORI_MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
+    pub max_body_bytes: usize,
+
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "MAMORI_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub log_format: String,
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(value).map_err(|error| {
+        format!("invalid duration {value:?}: {error} (examples: 90s, 15m, 1h, 7d)")
+    })?;
+    if duration.is_zero() {
+        return Err(format!(
+            "invalid duration {value:?}: must be greater than zero"
+        ));
+    }
+    Ok(duration)
+}
+
+impl Config {
+    /// Builds the settings from the environment alone, as the server would start with no flags.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        <Only as clap::Parser>::try_parse_from(["mamori"]).map(|only| only.config)
+    }
+
+    /// Checks the values that clap's parsers cannot, naming the variable of a bad one.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.max_keys_per_upload == 0 {
+            anyhow::bail!("MAMORI_MAX_KEYS_PER_UPLOAD must be at least 1");
+        }
+        if self.max_keys_per_start_interval == 0 {
+            anyhow::bail!("MAMORI_MAX_KEYS_PER_START_INTERVAL must be at least 1");
+        }
+        if self.key_retention_days == 0 {
+            anyhow::bail!("MAMORI_KEY_RETENTION_DAYS must be at least 1");
+        }
+        if self.database_max_connections == 0 {
+            anyhow::bail!("MAMORI_DATABASE_MAX_CONNECTIONS must be at least 1");
+        }
+        if self.token_attempt_limit == 0 {
+            anyhow::bail!("MAMORI_TOKEN_ATTEMPT_LIMIT must be at least 1");
+        }
+        if let Err(error) = croner::Cron::new(&self.export_schedule)
+            .with_seconds_required()
+            .parse()
+        {
+            anyhow::bail!(
+                "MAMORI_EXPORT_SCHEDULE {:?} is not a valid cron expression with seconds: {error}",
+                self.export_schedule
+            );
+        }
+        Ok(())
+    }
+
+    /// Returns the database URL, defaulting to a SQLite file in the data folder.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("mamori.db").display()
+            ),
+        }
+    }
+
+    /// Returns the folder export files are published to.
+    pub fn export_dir(&self) -> PathBuf {
+        self.export_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("exports"))
+    }
+}

@@ -1,0 +1,403 @@
+//! GraphQL over HTTP, following the GraphQL-over-HTTP specification, and over WebSocket.
+//!
+//! - A POST is executed only with `Content-Type: application/json`; anything else is 415, so a
+//!   web page cannot forge a request with a form or plain-text body.
+//! - A GET runs queries only; a mutation or subscription by GET is 405.
+//! - The response media type follows `Accept`: `application/graphql-response+json` when the
+//!   client asks for it, otherwise `application/json`. Under the former, a request that fails to
+//!   parse or validate is 400 and has no `data`.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use async_graphql::{
+    http::ALL_WEBSOCKET_PROTOCOLS,
+    parser::types::{DocumentOperations, OperationType},
+    Data, ErrorExtensionValues, ServerError, Variables,
+};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::{
+    body::Bytes,
+    extract::{ws::WebSocketUpgrade, ConnectInfo, RawQuery, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+
+use super::REQUEST_ID_HEADER;
+use crate::{app::App, auth::Caller, graphql::MamoriSchema, graphql::RequestContext};
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const JSON: &str = "application/json";
+
+/// State of the HTTP handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: App,
+    pub schema: MamoriSchema,
+}
+
+/// The media type of a response, chosen from the request's `Accept` header.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MediaType {
+    GraphqlResponseJson,
+    Json,
+}
+
+impl MediaType {
+    fn as_str(self) -> &'static str {
+        match self {
+            MediaType::GraphqlResponseJson => GRAPHQL_RESPONSE_JSON,
+            MediaType::Json => JSON,
+        }
+    }
+}
+
+/// Picks the response media type, or `None` when the client accepts neither JSON type.
+/// A missing header or a wildcard gets `application/json`, which every client reads.
+fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
+    let Some(accept) = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return Some(MediaType::Json);
+    };
+    let mut best: Option<(f32, MediaType)> = None;
+    for entry in accept.split(',') {
+        let mut parts = entry.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|parameter| parameter.strip_prefix("q="))
+            .find_map(|value| value.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let candidate = match media.as_str() {
+            GRAPHQL_RESPONSE_JSON => MediaType::GraphqlResponseJson,
+            JSON | "application/*" | "*/*" => MediaType::Json,
+            _ => continue,
+        };
+        let better = match best {
+            None => true,
+            Some((best_quality, best_type)) => {
+                quality > best_quality
+                    || (quality == best_quality
+                        && candidate == MediaType::GraphqlResponseJson
+                        && best_type != candidate)
+            }
+        };
+        if quality > 0.0 && better {
+            best = Some((quality, candidate));
+        }
+    }
+    best.map(|(_, media_type)| media_type)
+}
+
+/// Parameters of a GraphQL GET request.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetParameters {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+/// Handles `GET /graphql`.
+pub async fn get_graphql(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(raw_query): RawQuery,
+) -> Response {
+    let Some(media_type) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let parameters: GetParameters =
+        match serde_urlencoded::from_str(raw_query.as_deref().unwrap_or_default()) {
+            Ok(parameters) => parameters,
+            Err(error) => {
+                return request_error(media_type, &format!("invalid query string: {error}"))
+            }
+        };
+    let Some(query) = parameters.query else {
+        return request_error(media_type, "missing `query` parameter");
+    };
+    let mut request = async_graphql::Request::new(query);
+    request.operation_name = parameters.operation_name;
+    if let Some(variables) = parameters.variables {
+        match serde_json::from_str::<serde_json::Value>(&variables) {
+            Ok(value @ serde_json::Value::Object(_)) => {
+                request.variables = Variables::from_json(value)
+            }
+            Ok(serde_json::Value::Null) => {}
+            _ => {
+                return request_error(
+                    media_type,
+                    "invalid `variables` parameter: expected a JSON object",
+                )
+            }
+        }
+    }
+    if let Some(extensions) = parameters.extensions {
+        if serde_json::from_str::<serde_json::Value>(&extensions).is_err() {
+            return request_error(
+                media_type,
+                "invalid `extensions` parameter: expected a JSON object",
+            );
+        }
+    }
+    execute(&state, &headers, peer, request, media_type, true).await
+}
+
+/// Handles `POST /graphql`.
+pub async fn post_graphql(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case(JSON) {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            [(header::ACCEPT, HeaderValue::from_static(JSON))],
+            "unsupported Content-Type: send GraphQL requests as application/json",
+        )
+            .into_response();
+    }
+    let Some(media_type) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let request = match serde_json::from_slice::<async_graphql::Request>(&body) {
+        Ok(request) => request,
+        Err(error) => return request_error(media_type, &format!("invalid JSON body: {error}")),
+    };
+    execute(&state, &headers, peer, request, media_type, false).await
+}
+
+async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    mut request: async_graphql::Request,
+    media_type: MediaType,
+    is_get: bool,
+) -> Response {
+    let operation_name = request.operation_name.clone();
+    let operation_type = match request.parsed_query() {
+        Ok(document) => selected_operation_type(&document.operations, operation_name.as_deref()),
+        Err(error) => return graphql_errors(media_type, vec![error]),
+    };
+    match operation_type {
+        Some(OperationType::Mutation | OperationType::Subscription) if is_get => {
+            return (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, HeaderValue::from_static("POST"))],
+                "only queries may be sent by GET; send mutations by POST",
+            )
+                .into_response();
+        }
+        Some(OperationType::Subscription) => {
+            return request_error(
+                media_type,
+                "subscriptions are served over WebSocket at /graphql/ws",
+            );
+        }
+        _ => {}
+    }
+
+    let request_id = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let now = state.app.clock.now();
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let caller = Caller::from_authorization(authorization, &state.app.keys, now);
+    let request = request.data(RequestContext {
+        caller,
+        client_address: Some(peer.ip()),
+        request_id,
+    });
+
+    let mut response = state.schema.execute(request).await;
+    // Errors raised before execution (parse, validation, variables) have no path.
+    let is_request_error = !response.errors.is_empty()
+        && response.data == async_graphql::Value::Null
+        && response.errors.iter().all(|error| error.path.is_empty());
+    if is_request_error {
+        return graphql_errors(media_type, std::mem::take(&mut response.errors));
+    }
+    for error in &mut response.errors {
+        add_default_code(error);
+    }
+    json_response(StatusCode::OK, media_type, &response)
+}
+
+/// Returns the type of the operation the request selects, or `None` when it selects none.
+fn selected_operation_type(
+    operations: &DocumentOperations,
+    name: Option<&str>,
+) -> Option<OperationType> {
+    match (operations, name) {
+        (DocumentOperations::Single(operation), None) => Some(operation.node.ty),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(operations), Some(name)) => {
+            operations.get(name).map(|operation| operation.node.ty)
+        }
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations
+            .values()
+            .next()
+            .map(|operation| operation.node.ty),
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+/// Errors without a code come from GraphQL itself (syntax, validation, input coercion), so they
+/// are the client's.
+fn add_default_code(error: &mut ServerError) {
+    let extensions = error
+        .extensions
+        .get_or_insert_with(ErrorExtensionValues::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", "BAD_USER_INPUT");
+    }
+}
+
+fn graphql_errors(media_type: MediaType, mut errors: Vec<ServerError>) -> Response {
+    for error in &mut errors {
+        add_default_code(error);
+    }
+    let status = match media_type {
+        MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
+        MediaType::Json => StatusCode::OK,
+    };
+    json_response(status, media_type, &serde_json::json!({ "errors": errors }))
+}
+
+/// A request that is not a well-formed GraphQL-over-HTTP request: 400 under either media type.
+fn request_error(media_type: MediaType, message: &str) -> Response {
+    let mut error = ServerError::new(message, None);
+    add_default_code(&mut error);
+    json_response(
+        StatusCode::BAD_REQUEST,
+        media_type,
+        &serde_json::json!({ "errors": [error] }),
+    )
+}
+
+fn not_acceptable() -> Response {
+    (
+        StatusCode::NOT_ACCEPTABLE,
+        format!("not acceptable: this endpoint answers {GRAPHQL_RESPONSE_JSON} or {JSON}"),
+    )
+        .into_response()
+}
+
+fn json_response(
+    status: StatusCode,
+    media_type: MediaType,
+    body: &impl serde::Serialize,
+) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(media_type.as_str()),
+            )],
+            bytes,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "failed to serialize a GraphQL response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Handles `GET /graphql/ws`, speaking `graphql-transport-ws` and the legacy `graphql-ws`.
+/// A `connection_init` payload of `{"Authorization": "Bearer <accessToken>"}` authenticates.
+pub async fn websocket(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let request_id = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let schema = state.schema.clone();
+    let app = state.app.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            tracing::debug!(request_id, "websocket connected");
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let authorization = authorization_from_payload(&payload);
+                    let caller = Caller::from_authorization(
+                        authorization.as_deref(),
+                        &app.keys,
+                        app.clock.now(),
+                    );
+                    if let Caller::Invalid(message) = &caller {
+                        return Err(async_graphql::Error::new(message.clone()));
+                    }
+                    let mut data = Data::default();
+                    data.insert(RequestContext {
+                        caller,
+                        client_address: Some(peer.ip()),
+                        request_id,
+                    });
+                    Ok(data)
+                })
+                .serve()
+                .await;
+        })
+}
+
+/// Reads `Authorization` (any case) from a `connection_init` payload.
+fn authorization_from_payload(payload: &serde_json::Value) -> Option<String> {
+    let object = payload.as_object()?;
+    let fields: HashMap<String, &serde_json::Value> = object
+        .iter()
+        .map(|(key, value)| (key.to_ascii_lowercase(), value))
+        .collect();
+    fields.get("authorization")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> Option<MediaType> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        negotiate(&headers)
+    }
+
+    #[test]
+    fn negotiate_prefers_graphql_response_json() {
+        assert!(
+            accept("application/graphql-response+json") == Some(MediaType::GraphqlResponseJson)
+        );
+        assert!(
+            accept("application/json, application/graphql-response+json")
+                == Some(MediaType::GraphqlResponseJson)
+        );
+        assert!(
+            accept("application/graphql-response+json;q=0.5, application/json")
+                == Some(MediaType::Json)
+        );
+        assert!(accept("*/*") == Some(MediaType::Json));
+        assert!(accept("text/html").is_none());
+        assert!(negotiate(&HeaderMap::new()) == Some(MediaType::Json));
+    }
+}

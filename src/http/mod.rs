@@ -1,0 +1,64 @@
+//! The HTTP router: `/graphql`, `/graphql/ws`, `/exports/{file}`, `/healthz` and `/readyz`.
+
+mod exports;
+mod graphql;
+
+use std::time::Duration;
+
+use axum::{
+    extract::State,
+    http::{HeaderName, StatusCode},
+    routing::get,
+    Router,
+};
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::app::App;
+
+/// Header carrying the request id, set by a proxy or generated here, and echoed in the response.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the router over the application state.
+pub fn router(app: App) -> Router {
+    let schema = app.schema();
+    let max_body_bytes = app.config.max_body_bytes;
+    Router::new()
+        .route("/graphql", get(graphql::get_graphql).post(graphql::post_graphql))
+        .route("/graphql/ws", get(graphql::websocket))
+        .route("/exports/{file}", get(exports::download))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(graphql::HttpState { app, schema })
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
+}
+
+/// Reports whether the database answers within a second.
+async fn ready(State(state): State<graphql::HttpState>) -> (StatusCode, &'static str) {
+    match tokio::time::timeout(Duration::from_secs(1), state.app.db.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness check failed: database");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+        Err(_) => {
+            tracing::warn!("readiness check failed: database timed out");
+            (StatusCode::SERVICE_UNAVAILABLE, "database timed out")
+        }
+    }
+}

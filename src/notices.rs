@@ -1,0 +1,191 @@
+//! Prefecture notices: storing them, finding each prefecture's current one and
+//! delivering new ones to subscribers.
+//!
+//! Delivery uses an in-process broadcast channel, so a subscriber receives the
+//! notices published through the same server process.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QuerySelect, Set,
+};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+use uuid::Uuid;
+
+use crate::{
+    entity::prefecture_notices,
+    error::{Error, Result},
+    prefectures::PrefectureCode,
+};
+
+/// Maximum length of a notice message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 2_000;
+
+/// Notices a slow subscriber may fall behind by before it skips the oldest.
+const CHANNEL_CAPACITY: usize = 1_024;
+
+/// A published notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub id: i64,
+    pub prefecture: PrefectureCode,
+    pub message: String,
+    pub published_at: DateTime<Utc>,
+}
+
+impl Notice {
+    fn from_model(model: prefecture_notices::Model) -> Result<Self> {
+        let prefecture = PrefectureCode::from_stored(model.prefecture).ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "notice {} has invalid prefecture {}",
+                model.id,
+                model.prefecture
+            ))
+        })?;
+        Ok(Notice {
+            id: model.id,
+            prefecture,
+            message: model.message,
+            published_at: model.published_at,
+        })
+    }
+}
+
+/// Delivers published notices to the subscribers of this process.
+#[derive(Clone)]
+pub struct NoticeBus {
+    sender: broadcast::Sender<Notice>,
+}
+
+impl Default for NoticeBus {
+    fn default() -> Self {
+        NoticeBus {
+            sender: broadcast::channel(CHANNEL_CAPACITY).0,
+        }
+    }
+}
+
+impl NoticeBus {
+    /// Returns a stream of the notices of `prefecture` published from now on.
+    pub fn subscribe(
+        &self,
+        prefecture: PrefectureCode,
+    ) -> impl Stream<Item = Notice> + Send + 'static {
+        BroadcastStream::new(self.sender.subscribe()).filter_map(move |received| async move {
+            match received {
+                Ok(notice) if notice.prefecture == prefecture => Some(notice),
+                Ok(_) => None,
+                Err(BroadcastStreamRecvError::Lagged(skipped)) => {
+                    tracing::warn!(skipped, %prefecture, "notice subscriber fell behind and skipped notices");
+                    None
+                }
+            }
+        })
+    }
+
+    fn deliver(&self, notice: Notice) {
+        // Sending fails only when nobody subscribes, which is not an error.
+        let _ = self.sender.send(notice);
+    }
+}
+
+/// Checks a notice message: trimmed, not empty, at most [`MAX_MESSAGE_CHARS`] characters and no
+/// control characters other than line breaks and tabs.
+pub fn parse_message(message: &str) -> Result<String> {
+    let message = message.trim();
+    if message.is_empty() {
+        return Err(Error::invalid("message", "invalid message: it is empty"));
+    }
+    let length = message.chars().count();
+    if length > MAX_MESSAGE_CHARS {
+        return Err(Error::invalid(
+            "message",
+            format!(
+                "invalid message: {length} characters; at most {MAX_MESSAGE_CHARS} are allowed"
+            ),
+        ));
+    }
+    if message
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(Error::invalid(
+            "message",
+            "invalid message: it contains control characters",
+        ));
+    }
+    Ok(message.to_owned())
+}
+
+/// Stores a notice and delivers it to the subscribers of its prefecture.
+pub async fn publish(
+    db: &DatabaseConnection,
+    bus: &NoticeBus,
+    now: DateTime<Utc>,
+    publisher: Uuid,
+    prefecture: PrefectureCode,
+    message: &str,
+) -> Result<Notice> {
+    let message = parse_message(message)?;
+    let model = prefecture_notices::ActiveModel {
+        prefecture: Set(prefecture.get()),
+        message: Set(message),
+        published_by: Set(Some(publisher)),
+        published_at: Set(now),
+        withdrawn_at: Set(None),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    let notice = Notice::from_model(model)?;
+    tracing::info!(notice_id = notice.id, prefecture = %notice.prefecture, "notice published");
+    bus.deliver(notice.clone());
+    Ok(notice)
+}
+
+/// Returns the current (latest, not withdrawn) notice of each given prefecture that has one,
+/// in two queries whatever the number of prefectures.
+pub async fn current_notices(
+    db: &DatabaseConnection,
+    prefectures: &[PrefectureCode],
+) -> Result<HashMap<PrefectureCode, Notice>> {
+    let codes: Vec<i16> = prefectures.iter().map(|code| code.get()).collect();
+    let latest_ids: Vec<i64> = prefecture_notices::Entity::find()
+        .select_only()
+        .column_as(Expr::col(prefecture_notices::Column::Id).max(), "id")
+        .filter(prefecture_notices::Column::Prefecture.is_in(codes))
+        .filter(prefecture_notices::Column::WithdrawnAt.is_null())
+        .group_by(prefecture_notices::Column::Prefecture)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if latest_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    prefecture_notices::Entity::find()
+        .filter(prefecture_notices::Column::Id.is_in(latest_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|model| Notice::from_model(model).map(|notice| (notice.prefecture, notice)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_message_trims_and_checks() {
+        assert_eq!(parse_message("  Stay home  ").unwrap(), "Stay home");
+        assert_eq!(parse_message("   ").unwrap_err().code(), "BAD_USER_INPUT");
+        assert!(parse_message(&"あ".repeat(MAX_MESSAGE_CHARS)).is_ok());
+        assert!(parse_message(&"あ".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
+        assert!(parse_message("bell\u{7}").is_err());
+        assert!(parse_message("line one\nline two").is_ok());
+    }
+}
