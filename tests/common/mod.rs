@@ -1,0 +1,204 @@
+//! Test harness: the real app on a random loopback port, each server with its own data folder
+//! and SQLite database, and a clock the test controls.
+
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use chrono::{DateTime, TimeZone, Utc};
+use clap::Parser;
+use mamori::{
+    admins,
+    app::{App, AppState},
+    auth::Role,
+    clock::Clock,
+    config::Config,
+    health_center_tokens,
+    prefectures::PrefectureCode,
+};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// A time in the past with a whole day of intervals behind it: 2026-11-20 09:00 UTC.
+pub fn default_now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap()
+}
+
+/// A clock the test sets and advances.
+#[derive(Clone)]
+pub struct TestClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl TestClock {
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap() = at;
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut now = self.0.lock().unwrap();
+        *now += by;
+    }
+}
+
+/// A running server.
+pub struct TestServer {
+    pub address: SocketAddr,
+    pub base_url: String,
+    pub app: App,
+    pub clock: TestClock,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    _data_dir: TempDir,
+}
+
+#[derive(Parser)]
+struct ConfigOnly {
+    #[command(flatten)]
+    config: Config,
+}
+
+impl TestServer {
+    /// Starts a server with the default settings.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `adjust` changes the default settings.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config =
+            ConfigOnly::try_parse_from(["mamori", "--data-dir", data_dir.path().to_str().unwrap()])
+                .unwrap()
+                .config;
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.database_url = None;
+        adjust(&mut config);
+        let clock = TestClock(Arc::new(Mutex::new(default_now())));
+        let shared = clock.clone();
+        let app = AppState::build(config, Clock::from_fn(move || shared.now()))
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(mamori::app::serve(app.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            address,
+            base_url: format!("http://{address}"),
+            app,
+            clock,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            _data_dir: data_dir,
+        }
+    }
+
+    /// Returns the full URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Posts a GraphQL request and returns the JSON response body. Panics unless the status is 200.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "GraphQL request failed: {query}");
+        response.json().await.unwrap()
+    }
+
+    /// Logs a new phone user in and returns its access token.
+    pub async fn login(&self, prefecture: Option<i32>) -> String {
+        let body = self
+            .graphql(
+                None,
+                "mutation($p: Int) { login(input: {prefecture: $p}) { accessToken } }",
+                json!({ "p": prefecture }),
+            )
+            .await;
+        body["data"]["login"]["accessToken"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login failed: {body}"))
+            .to_owned()
+    }
+
+    /// Issues health-center token codes through the same function as `mamori tokens issue`.
+    pub async fn issue_tokens(&self, prefecture: i16, count: u32) -> Vec<String> {
+        let prefecture = PrefectureCode::parse(i32::from(prefecture), "prefecture").unwrap();
+        health_center_tokens::issue(
+            &self.app.db,
+            &self.app.code_hasher,
+            self.clock.now(),
+            prefecture,
+            count,
+            chrono::Duration::days(7),
+        )
+        .await
+        .unwrap()
+        .0
+    }
+
+    /// Creates an admin account and returns an access token from `adminLogin`.
+    pub async fn admin_token(&self, role: Role, prefecture: Option<i16>) -> String {
+        let email = format!("{}@example.jp", uuid::Uuid::new_v4().simple());
+        let password = "correct horse battery staple";
+        let prefecture =
+            prefecture.map(|code| PrefectureCode::parse(i32::from(code), "prefecture").unwrap());
+        admins::create(
+            &self.app.db,
+            self.clock.now(),
+            &email,
+            password,
+            role,
+            prefecture,
+        )
+        .await
+        .unwrap();
+        let body = self
+            .graphql(
+                None,
+                "mutation($e: String!, $p: String!) { adminLogin(email: $e, password: $p) { accessToken } }",
+                json!({ "e": email, "p": password }),
+            )
+            .await;
+        body["data"]["adminLogin"]["accessToken"]
+            .as_str()
+            .unwrap_or_else(|| panic!("admin login failed: {body}"))
+            .to_owned()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Returns the `extensions.code` of the first error of a response, panicking when there is none.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error: {body}"))
+}
+
+/// Returns today's first interval number and the interval number of `now`.
+pub fn intervals(now: DateTime<Utc>) -> (i64, i64) {
+    let current = now.timestamp() / 600;
+    (current - current % 144, current)
+}
