@@ -16,6 +16,7 @@ use crate::{
 /// A prefecture of Japan, by JIS X 0401 code.
 pub struct Prefecture(pub PrefectureCode);
 
+/// A prefecture of Japan, by JIS X 0401 code.
 #[async_graphql::Object]
 impl Prefecture {
     /// JIS X 0401 code, from 1 (Hokkaido) to 47 (Okinawa).
@@ -68,6 +69,7 @@ impl Loader<PrefectureCode> for CurrentNoticeLoader {
 /// A notice a health authority published for a prefecture.
 pub struct PrefectureNotice(pub Notice);
 
+/// A notice a health authority published for a prefecture.
 #[async_graphql::Object]
 impl PrefectureNotice {
     /// Identifier of the notice.
@@ -94,6 +96,7 @@ impl PrefectureNotice {
 /// An anonymous phone user.
 pub struct User(pub users::Model);
 
+/// An anonymous phone user.
 #[async_graphql::Object]
 impl User {
     /// Identifier of the user.
@@ -150,6 +153,7 @@ pub enum UploadStatus {
 /// An accepted upload of diagnosis keys.
 pub struct DiagnosisKeyUpload(pub diagnosis_key_uploads::Model);
 
+/// An accepted upload of diagnosis keys.
 #[async_graphql::Object]
 impl DiagnosisKeyUpload {
     /// Identifier of the upload.
