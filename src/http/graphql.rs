@@ -7,7 +7,7 @@
 //!   client asks for it, otherwise `application/json`. Under the former, a request that fails to
 //!   parse or validate is 400 and has no `data`.
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use async_graphql::{
     http::ALL_WEBSOCKET_PROTOCOLS,
@@ -17,10 +17,14 @@ use async_graphql::{
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
     body::Bytes,
-    extract::{ws::WebSocketUpgrade, ConnectInfo, RawQuery, State},
+    extract::{
+        ws::{CloseFrame, Message, WebSocketUpgrade},
+        ConnectInfo, RawQuery, State,
+    },
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use futures::{SinkExt, StreamExt};
 
 use super::REQUEST_ID_HEADER;
 use crate::{app::App, auth::Caller, graphql::MamoriSchema, graphql::RequestContext};
@@ -319,6 +323,9 @@ fn json_response(
     }
 }
 
+/// Time a client has to send `connection_init` after the upgrade.
+const CONNECTION_INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Handles `GET /graphql/ws`, speaking `graphql-transport-ws` and the legacy `graphql-ws`.
 /// A `connection_init` payload of `{"Authorization": "Bearer <accessToken>"}` authenticates.
 pub async fn websocket(
@@ -333,20 +340,36 @@ pub async fn websocket(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let schema = state.schema.clone();
-    let app = state.app.clone();
+    let transport_ws = selected_subprotocol(&headers) == Some("graphql-transport-ws");
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
+            let (mut sink, mut stream) = socket.split();
+            // The first message is read here so that a bad token or a silent client gets the close
+            // codes of graphql-transport-ws (4403, 4408); async-graphql would close with 1002.
+            let first = match tokio::time::timeout(CONNECTION_INIT_TIMEOUT, stream.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(_) => return,
+                Err(_) => {
+                    let _ = sink
+                        .send(close_message(4408, "connection initialisation timeout"))
+                        .await;
+                    return;
+                }
+            };
+            let caller = match &first {
+                Message::Text(text) => init_caller(&state.app, text),
+                _ => Caller::Anonymous,
+            };
+            if let (Caller::Invalid(reason), true) = (&caller, transport_ws) {
+                tracing::debug!(request_id, reason, "websocket connection_init rejected");
+                let _ = sink.send(close_message(4403, "Forbidden")).await;
+                return;
+            }
             tracing::debug!(request_id, "websocket connected");
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let authorization = authorization_from_payload(&payload);
-                    let caller = Caller::from_authorization(
-                        authorization.as_deref(),
-                        &app.keys,
-                        app.clock.now(),
-                    );
+            let replayed = futures::stream::once(async move { Ok(first) }).chain(stream);
+            GraphQLWebSocket::new_with_pair(sink, replayed, state.schema.clone(), protocol)
+                .on_connection_init(move |_payload| async move {
                     if let Caller::Invalid(message) = &caller {
                         return Err(async_graphql::Error::new(message.clone()));
                     }
@@ -361,6 +384,39 @@ pub async fn websocket(
                 .serve()
                 .await;
         })
+}
+
+/// Returns the GraphQL subprotocol the upgrade selects: the first one the client offers.
+fn selected_subprotocol(headers: &HeaderMap) -> Option<&'static str> {
+    let offered = headers.get(header::SEC_WEBSOCKET_PROTOCOL)?.to_str().ok()?;
+    offered
+        .split(',')
+        .map(str::trim)
+        .find_map(|protocol| match protocol {
+            "graphql-transport-ws" => Some("graphql-transport-ws"),
+            "graphql-ws" => Some("graphql-ws"),
+            _ => None,
+        })
+}
+
+/// Reads the caller from a `connection_init` message; any other first message is anonymous,
+/// and the protocol handler rejects it.
+fn init_caller(app: &App, text: &str) -> Caller {
+    let Ok(message) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Caller::Anonymous;
+    };
+    if message["type"] != "connection_init" {
+        return Caller::Anonymous;
+    }
+    let authorization = authorization_from_payload(&message["payload"]);
+    Caller::from_authorization(authorization.as_deref(), &app.keys, app.clock.now())
+}
+
+fn close_message(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
 }
 
 /// Reads `Authorization` (any case) from a `connection_init` payload.
