@@ -8,13 +8,16 @@ use argon2::{
 };
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
 use crate::{
-    auth::{issue_session, Role, Session, SubjectKind, TokenKeys},
+    audit::{self, AuditAction, AuditEntry},
+    auth::{issue_session, revoke_sessions, Action, AdminCaller, Role, Session, SubjectKind, TokenKeys, Visibility},
     entity::admins,
+    pagination::{Page, PageRequest},
     error::{Error, Result},
     prefectures::PrefectureCode,
     rate_limit::FailureLimiter,
@@ -57,9 +60,10 @@ pub fn check_password(password: &str) -> Result<()> {
     Ok(())
 }
 
-/// Creates an admin account. A prefecture admin needs a prefecture; other roles have none.
+/// Creates an admin account, as the command line does. A prefecture admin needs a prefecture;
+/// other roles have none.
 pub async fn create(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     now: DateTime<Utc>,
     email: &str,
     password: &str,
@@ -68,33 +72,10 @@ pub async fn create(
 ) -> Result<admins::Model> {
     let email = parse_email(email)?;
     check_password(password)?;
-    match (role, prefecture) {
-        (Role::User, _) => {
-            return Err(Error::invalid(
-                "role",
-                "invalid role USER: an admin needs an admin role",
-            ))
-        }
-        (Role::PrefectureAdmin, None) => {
-            return Err(Error::invalid(
-                "prefecture",
-                "a PREFECTURE_ADMIN needs a prefecture",
-            ))
-        }
-        (Role::SuperAdmin | Role::NationalAdmin, Some(code)) => {
-            return Err(Error::invalid(
-                "prefecture",
-                format!(
-                    "a {} covers every prefecture; remove prefecture {code}",
-                    role.as_str()
-                ),
-            ))
-        }
-        _ => {}
-    }
+    check_role_prefecture(role, prefecture)?;
     let password_hash = hash_password(password.to_owned()).await?;
     let created = admins::ActiveModel {
-        id: Set(Uuid::new_v4()),
+        id: Set(Uuid::now_v7()),
         email: Set(email.clone()),
         password_hash: Set(password_hash),
         role: Set(role.as_str().to_owned()),
@@ -105,14 +86,163 @@ pub async fn create(
     .await;
     match created {
         Ok(admin) => Ok(admin),
-        Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            Err(Error::Conflict {
-                message: format!("an admin with email {email} already exists"),
-                reason: None,
-            })
-        }
+        Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(Error::Conflict {
+            message: format!("an admin with email {email} already exists"),
+            reason: None,
+        }),
         Err(error) => Err(error.into()),
     }
+}
+
+fn check_role_prefecture(role: Role, prefecture: Option<PrefectureCode>) -> Result<()> {
+    match (role, prefecture) {
+        (Role::User, _) => Err(Error::invalid("role", "invalid role USER: an admin needs an admin role")),
+        (Role::PrefectureAdmin, None) => Err(Error::invalid("prefecture", "a PREFECTURE_ADMIN needs a prefecture")),
+        (Role::SuperAdmin | Role::NationalAdmin, Some(code)) => Err(Error::invalid(
+            "prefecture",
+            format!("a {} covers every prefecture; remove prefecture {code}", role.as_str()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The calling admin as currently stored, with its email for the audit log.
+#[derive(Clone, Debug)]
+pub struct CurrentAdmin {
+    pub caller: AdminCaller,
+    pub email: String,
+}
+
+/// Loads the calling admin's account, so a deleted or changed account loses its old rights at
+/// once rather than when its access token expires.
+pub async fn current(db: &impl ConnectionTrait, id: Uuid) -> Result<CurrentAdmin> {
+    let admin = admins::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("the admin account of this access token no longer exists".into()))?;
+    Ok(CurrentAdmin { caller: caller_of(&admin)?, email: admin.email })
+}
+
+/// Returns the access facts of a stored admin.
+pub fn caller_of(admin: &admins::Model) -> Result<AdminCaller> {
+    let role = Role::parse(&admin.role)
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("unknown role {:?} on admin {}", admin.role, admin.id)))?;
+    Ok(AdminCaller { id: admin.id, role, prefecture: admin.prefecture.and_then(PrefectureCode::from_stored) })
+}
+
+/// Returns an admin the caller may see, or `NOT_FOUND`.
+pub async fn find(db: &impl ConnectionTrait, caller: &AdminCaller, id: Uuid) -> Result<admins::Model> {
+    let visibility = caller.visibility(Action::ViewAdmins)?;
+    admins::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .filter(|admin| visibility.includes(admin.prefecture.and_then(PrefectureCode::from_stored)))
+        .ok_or_else(|| Error::NotFound(format!("admin {id} not found")))
+}
+
+/// Lists the admins the caller may see, oldest first.
+pub async fn list(db: &impl ConnectionTrait, caller: &AdminCaller, page: &PageRequest) -> Result<Page<admins::Model>> {
+    let mut query = admins::Entity::find().order_by_asc(admins::Column::Id);
+    if let Visibility::Prefecture(code) = caller.visibility(Action::ViewAdmins)? {
+        query = query.filter(admins::Column::Prefecture.eq(code.get()));
+    }
+    if let Some(after) = page.after_uuid()? {
+        query = query.filter(admins::Column::Id.gt(after));
+    }
+    let rows = query.limit(page.first + 1).all(db).await?;
+    Ok(Page::from_rows(rows, page))
+}
+
+/// Creates an admin on behalf of `admin`, within its role and prefecture, and audits it.
+pub async fn create_by(
+    db: &DatabaseConnection,
+    admin: &CurrentAdmin,
+    now: DateTime<Utc>,
+    email: &str,
+    password: &str,
+    role: Role,
+    prefecture: Option<PrefectureCode>,
+) -> Result<admins::Model> {
+    admin.caller.authorize_admin_management(Action::CreateAdmin, role, prefecture)?;
+    let transaction = db.begin().await?;
+    let created = create(&transaction, now, email, password, role, prefecture).await?;
+    let entry = AuditEntry {
+        admin: &admin.caller,
+        admin_email: &admin.email,
+        action: AuditAction::CreateAdmin,
+        prefecture,
+        target: Some(created.id.to_string()),
+        detail: Some(format!("{} {}", role.as_str(), created.email)),
+    };
+    audit::record(&transaction, entry, now).await?;
+    transaction.commit().await?;
+    tracing::info!(admin_id = %admin.caller.id, created = %created.id, role = role.as_str(), "admin created");
+    Ok(created)
+}
+
+/// Deletes an admin the caller may manage, ends its sessions and audits it.
+pub async fn delete(db: &DatabaseConnection, admin: &CurrentAdmin, now: DateTime<Utc>, id: Uuid) -> Result<admins::Model> {
+    let target = find(db, &admin.caller, id).await?;
+    let target_caller = caller_of(&target)?;
+    admin.caller.authorize_admin_management(Action::DeleteAdmin, target_caller.role, target_caller.prefecture)?;
+    if target.id == admin.caller.id {
+        return Err(Error::invalid("id", "you cannot delete your own account; ask another admin"));
+    }
+    let transaction = db.begin().await?;
+    admins::Entity::delete_by_id(target.id).exec(&transaction).await?;
+    revoke_sessions(&transaction, target.id, now).await?;
+    let entry = AuditEntry {
+        admin: &admin.caller,
+        admin_email: &admin.email,
+        action: AuditAction::DeleteAdmin,
+        prefecture: target_caller.prefecture,
+        target: Some(target.id.to_string()),
+        detail: Some(format!("{} {}", target.role, target.email)),
+    };
+    audit::record(&transaction, entry, now).await?;
+    transaction.commit().await?;
+    tracing::info!(admin_id = %admin.caller.id, deleted = %target.id, "admin deleted");
+    Ok(target)
+}
+
+/// Changes the caller's own password after checking the current one, and ends its other sessions.
+pub async fn change_password(
+    db: &DatabaseConnection,
+    admin: &CurrentAdmin,
+    now: DateTime<Utc>,
+    current_password: &str,
+    new_password: &str,
+) -> Result<()> {
+    check_password(new_password).map_err(|_| {
+        Error::invalid(
+            "newPassword",
+            format!("invalid new password: it must have {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"),
+        )
+    })?;
+    let stored = admins::Entity::find_by_id(admin.caller.id)
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("the admin account of this access token no longer exists".into()))?;
+    if !verify_password(current_password.to_owned(), Some(stored.password_hash.clone())).await? {
+        return Err(Error::invalid("currentPassword", "the current password is wrong"));
+    }
+    let password_hash = hash_password(new_password.to_owned()).await?;
+    let transaction = db.begin().await?;
+    let mut active: admins::ActiveModel = stored.into();
+    active.password_hash = Set(password_hash);
+    active.update(&transaction).await?;
+    revoke_sessions(&transaction, admin.caller.id, now).await?;
+    let entry = AuditEntry {
+        admin: &admin.caller,
+        admin_email: &admin.email,
+        action: AuditAction::ChangePassword,
+        prefecture: admin.caller.prefecture,
+        target: Some(admin.caller.id.to_string()),
+        detail: None,
+    };
+    audit::record(&transaction, entry, now).await?;
+    transaction.commit().await?;
+    Ok(())
 }
 
 /// Checks an admin's password and returns a new session. Repeated failures for one account or
@@ -132,13 +262,9 @@ pub async fn login(
         limiter_keys.push(format!("address:{address}"));
     }
     let started = Instant::now();
-    if let Some(retry_after_seconds) = limiter_keys
-        .iter()
-        .filter_map(|key| attempts.blocked_for(key, started))
-        .max()
-    {
+    if let Err(retry_after_seconds) = attempts.reserve(&limiter_keys, started) {
         return Err(Error::RateLimited {
-            message: format!("too many failed logins; retry in {retry_after_seconds} seconds"),
+            message: format!("too many failed logins; locked for {retry_after_seconds} more seconds"),
             retry_after_seconds,
         });
     }
@@ -150,19 +276,13 @@ pub async fn login(
     let stored_hash = admin.as_ref().map(|admin| admin.password_hash.clone());
     let valid = verify_password(password.to_owned(), stored_hash).await?;
     let Some(admin) = admin.filter(|_| valid) else {
-        for key in &limiter_keys {
-            attempts.record_failure(key, started);
-        }
+        let delay = attempts.delay_for(&limiter_keys, started);
+        tracing::debug!(delay_ms = delay.as_millis() as u64, "admin login failed");
+        tokio::time::sleep(delay).await;
         return Err(Error::Unauthenticated("invalid email or password".into()));
     };
-    let role = Role::parse(&admin.role).ok_or_else(|| {
-        Error::Internal(anyhow::anyhow!(
-            "unknown role {:?} on admin {}",
-            admin.role,
-            admin.id
-        ))
-    })?;
-    let prefecture = admin.prefecture.and_then(PrefectureCode::from_stored);
+    attempts.release(&limiter_keys);
+    let caller = caller_of(&admin)?;
     tracing::info!(admin_id = %admin.id, "admin logged in");
     issue_session(
         db,
@@ -170,8 +290,8 @@ pub async fn login(
         now,
         admin.id,
         SubjectKind::Admin,
-        role,
-        prefecture,
+        caller.role,
+        caller.prefecture,
         Uuid::new_v4(),
     )
     .await

@@ -11,7 +11,7 @@ use crate::{
     clock::Clock,
     config::Config,
     db,
-    diagnosis_keys::KeyRules,
+    diagnosis_keys::{KeyRules, VerificationMode},
     exports::ExportRules,
     graphql::{self, MamoriSchema},
     health_center_tokens::CodeHasher,
@@ -20,11 +20,8 @@ use crate::{
     rate_limit::FailureLimiter,
     secrets::Secrets,
     storage::ExportStore,
+    verification::Verifier,
 };
-
-/// Failed admin logins allowed per account and per address in one window.
-const ADMIN_LOGIN_ATTEMPTS: u32 = 10;
-const ADMIN_LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Everything a request, a job or a command needs, built once at start.
 pub struct AppState {
@@ -37,6 +34,10 @@ pub struct AppState {
     pub export_rules: ExportRules,
     pub exports: ExportStore,
     pub notices: NoticeBus,
+    /// How uploads are verified.
+    pub verification_mode: VerificationMode,
+    /// The client of the verification service, in `http` mode only.
+    pub verifier: Option<Verifier>,
     /// Wrong health-center token codes, per user and per address.
     pub token_attempts: FailureLimiter,
     /// Failed admin logins, per account and per address.
@@ -72,6 +73,13 @@ impl AppState {
         let export_dir = config.export_dir();
         let exports = ExportStore::open(export_dir.clone())
             .with_context(|| format!("failed to open export folder {}", export_dir.display()))?;
+        let (verification_mode, verifier) = match config.verification_url.as_deref() {
+            Some(url) if config.verification_mode == "http" => (
+                VerificationMode::Http,
+                Some(Verifier::new(url, config.verification_timeout, config.verification_attempts)?),
+            ),
+            _ => (VerificationMode::Builtin, None),
+        };
         Ok(Arc::new(AppState {
             keys,
             code_hasher: CodeHasher::new(&secrets.token_hash_key)?,
@@ -86,11 +94,14 @@ impl AppState {
             },
             exports,
             notices: NoticeBus::default(),
+            verification_mode,
+            verifier,
             token_attempts: FailureLimiter::new(
                 config.token_attempt_limit,
                 config.token_attempt_window,
             ),
-            login_attempts: FailureLimiter::new(ADMIN_LOGIN_ATTEMPTS, ADMIN_LOGIN_WINDOW),
+            login_attempts: FailureLimiter::new(config.admin_login_attempt_limit, config.admin_login_attempt_window)
+                .with_delay_step(config.admin_login_delay_step),
             db,
             clock,
             config,

@@ -125,6 +125,47 @@ pub struct Config {
     #[arg(long, env = "MAMORI_TOKEN_ATTEMPT_WINDOW", default_value = "15m", value_parser = parse_duration, global = true)]
     pub token_attempt_window: Duration,
 
+    /// Failed admin logins allowed per account and per address in one window, before the lock.
+    #[arg(long, env = "MAMORI_ADMIN_LOGIN_ATTEMPT_LIMIT", default_value_t = 10, global = true)]
+    pub admin_login_attempt_limit: u32,
+
+    /// Length of the window for failed admin logins, and so of the lock.
+    #[arg(long, env = "MAMORI_ADMIN_LOGIN_ATTEMPT_WINDOW", default_value = "15m", value_parser = parse_duration, global = true)]
+    pub admin_login_attempt_window: Duration,
+
+    /// Delay added to each failed admin login after the third in a window, per extra failure.
+    #[arg(long, env = "MAMORI_ADMIN_LOGIN_DELAY_STEP", default_value = "500ms", value_parser = parse_duration, global = true)]
+    pub admin_login_delay_step: Duration,
+
+    /// Health-center tokens one prefecture may issue per day (Japan time) through the API.
+    #[arg(long, env = "MAMORI_TOKEN_DAILY_QUOTA", default_value_t = 1000, global = true)]
+    pub token_daily_quota: u32,
+
+    /// How uploads are verified: `builtin` checks the codes issued by this server at upload;
+    /// `http` stores uploads as PENDING until the verification service decides.
+    #[arg(long, env = "MAMORI_VERIFICATION_MODE", default_value = "builtin", value_parser = ["builtin", "http"], global = true)]
+    pub verification_mode: String,
+
+    /// URL of the health authority's verification service, required in `http` mode.
+    #[arg(long, env = "MAMORI_VERIFICATION_URL", global = true)]
+    pub verification_url: Option<String>,
+
+    /// Timeout of one request to the verification service.
+    #[arg(long, env = "MAMORI_VERIFICATION_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub verification_timeout: Duration,
+
+    /// Attempts per pending upload and job run, with exponential backoff between them.
+    #[arg(long, env = "MAMORI_VERIFICATION_ATTEMPTS", default_value_t = 3, global = true)]
+    pub verification_attempts: u32,
+
+    /// Time after which an upload still pending is expired and its keys deleted.
+    #[arg(long, env = "MAMORI_VERIFICATION_PENDING_TTL", default_value = "24h", value_parser = parse_duration, global = true)]
+    pub verification_pending_ttl: Duration,
+
+    /// Cron expression (with seconds) of the verification job.
+    #[arg(long, env = "MAMORI_VERIFICATION_SCHEDULE", default_value = "30 * * * * *", global = true)]
+    pub verification_schedule: String,
+
     /// Maximum size of a request body in bytes.
     #[arg(long, env = "MAMORI_MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
     pub max_body_bytes: usize,

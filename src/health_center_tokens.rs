@@ -8,12 +8,20 @@
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, Set, TransactionTrait};
+use sea_orm::{
+    sea_query::Expr, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
 use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::{
+    admins::CurrentAdmin,
+    audit::{self, AuditAction, AuditEntry},
+    auth::{Action, Visibility},
     entity::health_center_tokens,
+    japan_time,
+    pagination::{Page, PageRequest},
     error::{Error, Result},
     prefectures::PrefectureCode,
     secrets::SecretBytes,
@@ -25,6 +33,8 @@ const GROUP_LENGTH: usize = 4;
 
 /// Maximum number of codes one call may issue.
 pub const MAX_CODES_PER_CALL: u32 = 100;
+/// Longest validity of a token, in days.
+pub const MAX_VALID_DAYS: i64 = 90;
 
 /// Hashes codes with the server's secret key, so a leaked table cannot be checked offline.
 #[derive(Clone)]
@@ -73,6 +83,7 @@ pub fn normalize(input: &str) -> Option<String> {
 }
 
 /// Issues `count` tokens for `prefecture`, valid until `now + valid_for`, and returns the codes.
+/// This is the command line's path; the dashboard's is [`issue_by`].
 pub async fn issue(
     db: &DatabaseConnection,
     hasher: &CodeHasher,
@@ -81,40 +92,221 @@ pub async fn issue(
     count: u32,
     valid_for: chrono::Duration,
 ) -> Result<(Vec<String>, DateTime<Utc>)> {
+    check_request(count, valid_for)?;
+    let transaction = db.begin().await?;
+    let issued = insert_codes(&transaction, hasher, now, prefecture, count, valid_for).await?;
+    transaction.commit().await?;
+    Ok(issued)
+}
+
+/// Issues tokens for an admin of that prefecture or above, within the prefecture's daily quota
+/// (days in Japan time), and audits it.
+#[allow(clippy::too_many_arguments)]
+pub async fn issue_by(
+    db: &DatabaseConnection,
+    hasher: &CodeHasher,
+    admin: &CurrentAdmin,
+    now: DateTime<Utc>,
+    prefecture: PrefectureCode,
+    count: u32,
+    valid_for: chrono::Duration,
+    daily_quota: u32,
+) -> Result<(Vec<String>, DateTime<Utc>)> {
+    admin.caller.authorize(Action::IssueTokens, Some(prefecture))?;
+    check_request(count, valid_for)?;
+    let today = japan_time::date_of(now);
+    let transaction = db.begin().await?;
+    let issued_today = health_center_tokens::Entity::find()
+        .filter(health_center_tokens::Column::Prefecture.eq(prefecture.get()))
+        .filter(health_center_tokens::Column::CreatedAt.gte(japan_time::start_of(today)))
+        .count(&transaction)
+        .await?;
+    if issued_today + u64::from(count) > u64::from(daily_quota) {
+        let tomorrow = japan_time::start_of(today + chrono::Duration::days(1));
+        return Err(Error::RateLimited {
+            message: format!(
+                "daily quota reached: prefecture {prefecture} issued {issued_today} of {daily_quota} tokens today (Japan time)"
+            ),
+            retry_after_seconds: (tomorrow - now).num_seconds().max(1) as u64,
+        });
+    }
+    let issued = insert_codes(&transaction, hasher, now, prefecture, count, valid_for).await?;
+    let entry = AuditEntry {
+        admin: &admin.caller,
+        admin_email: &admin.email,
+        action: AuditAction::IssueTokens,
+        prefecture: Some(prefecture),
+        target: None,
+        detail: Some(format!("{count} tokens valid until {}", issued.1.to_rfc3339())),
+    };
+    audit::record(&transaction, entry, now).await?;
+    transaction.commit().await?;
+    tracing::info!(admin_id = %admin.caller.id, %prefecture, count, "health-center tokens issued");
+    Ok(issued)
+}
+
+fn check_request(count: u32, valid_for: chrono::Duration) -> Result<()> {
     if count == 0 || count > MAX_CODES_PER_CALL {
         return Err(Error::invalid(
             "count",
             format!("invalid count {count}: issue from 1 to {MAX_CODES_PER_CALL} codes at a time"),
         ));
     }
-    if valid_for <= chrono::Duration::zero() || valid_for > chrono::Duration::days(90) {
+    if valid_for < chrono::Duration::hours(1) || valid_for > chrono::Duration::days(MAX_VALID_DAYS) {
         return Err(Error::invalid(
-            "validFor",
-            "invalid validity: a token may be valid from 1 second to 90 days",
+            "validForHours",
+            format!("invalid validity: a token may be valid from 1 hour to {MAX_VALID_DAYS} days"),
         ));
     }
+    Ok(())
+}
+
+async fn insert_codes(
+    db: &impl ConnectionTrait,
+    hasher: &CodeHasher,
+    now: DateTime<Utc>,
+    prefecture: PrefectureCode,
+    count: u32,
+    valid_for: chrono::Duration,
+) -> Result<(Vec<String>, DateTime<Utc>)> {
     let expires_at = now + valid_for;
     let codes: Vec<String> = (0..count).map(|_| generate_code()).collect();
-    let transaction = db.begin().await?;
-    for code in &codes {
-        let normalized = normalize(code).ok_or_else(|| {
-            Error::Internal(anyhow::anyhow!("generated code failed to normalize"))
-        })?;
-        health_center_tokens::ActiveModel {
-            id: Set(Uuid::new_v4()),
-            code_hash: Set(hasher.hash(&normalized)),
-            prefecture: Set(prefecture.get()),
-            created_at: Set(now),
-            expires_at: Set(expires_at),
-            redeemed_at: Set(None),
-            redeemed_by: Set(None),
-            revoked_at: Set(None),
-        }
-        .insert(&transaction)
-        .await?;
-    }
-    transaction.commit().await?;
+    let rows = codes
+        .iter()
+        .map(|code| {
+            let normalized = normalize(code)
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("generated code failed to normalize")))?;
+            Ok(health_center_tokens::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                code_hash: Set(hasher.hash(&normalized)),
+                prefecture: Set(prefecture.get()),
+                created_at: Set(now),
+                expires_at: Set(expires_at),
+                redeemed_at: Set(None),
+                redeemed_by: Set(None),
+                revoked_at: Set(None),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    health_center_tokens::Entity::insert_many(rows).exec(db).await?;
     Ok((codes, expires_at))
+}
+
+/// The state of an issued token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenStatus {
+    /// Usable for one upload until it expires.
+    Issued,
+    /// Spent by an upload.
+    Redeemed,
+    /// Expired before anyone used it.
+    Expired,
+    /// Revoked before anyone used it.
+    Revoked,
+}
+
+impl TokenStatus {
+    /// Returns the status of a stored token at time `now`.
+    pub fn of(token: &health_center_tokens::Model, now: DateTime<Utc>) -> Self {
+        if token.redeemed_at.is_some() {
+            TokenStatus::Redeemed
+        } else if token.revoked_at.is_some() {
+            TokenStatus::Revoked
+        } else if token.expires_at <= now {
+            TokenStatus::Expired
+        } else {
+            TokenStatus::Issued
+        }
+    }
+}
+
+/// Lists issued tokens newest first, without their codes, limited to what the admin may see.
+pub async fn list(
+    db: &DatabaseConnection,
+    admin: &CurrentAdmin,
+    now: DateTime<Utc>,
+    prefecture: Option<PrefectureCode>,
+    status: Option<TokenStatus>,
+    page: &PageRequest,
+) -> Result<Page<health_center_tokens::Model>> {
+    use health_center_tokens::Column;
+    let mut query = health_center_tokens::Entity::find().order_by_desc(Column::Id);
+    match prefecture {
+        Some(code) => {
+            admin.caller.authorize(Action::ViewTokens, Some(code))?;
+            query = query.filter(Column::Prefecture.eq(code.get()));
+        }
+        None => {
+            if let Visibility::Prefecture(code) = admin.caller.visibility(Action::ViewTokens)? {
+                query = query.filter(Column::Prefecture.eq(code.get()));
+            }
+        }
+    }
+    query = match status {
+        None => query,
+        Some(TokenStatus::Redeemed) => query.filter(Column::RedeemedAt.is_not_null()),
+        Some(TokenStatus::Revoked) => query.filter(Column::RedeemedAt.is_null()).filter(Column::RevokedAt.is_not_null()),
+        Some(TokenStatus::Expired) => query
+            .filter(Column::RedeemedAt.is_null())
+            .filter(Column::RevokedAt.is_null())
+            .filter(Column::ExpiresAt.lte(now)),
+        Some(TokenStatus::Issued) => query
+            .filter(Column::RedeemedAt.is_null())
+            .filter(Column::RevokedAt.is_null())
+            .filter(Column::ExpiresAt.gt(now)),
+    };
+    if let Some(after) = page.after_uuid()? {
+        query = query.filter(Column::Id.lt(after));
+    }
+    let rows = query.limit(page.first + 1).all(db).await?;
+    Ok(Page::from_rows(rows, page))
+}
+
+/// Revokes an unused token, so no upload can spend it, and audits it.
+pub async fn revoke(
+    db: &DatabaseConnection,
+    admin: &CurrentAdmin,
+    now: DateTime<Utc>,
+    id: Uuid,
+) -> Result<health_center_tokens::Model> {
+    use health_center_tokens::Column;
+    let not_found = || Error::NotFound(format!("health-center token {id} not found"));
+    let token = health_center_tokens::Entity::find_by_id(id).one(db).await?.ok_or_else(not_found)?;
+    let prefecture = PrefectureCode::from_stored(token.prefecture);
+    if admin.caller.authorize(Action::RevokeToken, prefecture).is_err() {
+        return Err(not_found());
+    }
+    let transaction = db.begin().await?;
+    let revoked = health_center_tokens::Entity::update_many()
+        .col_expr(Column::RevokedAt, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(Column::RedeemedAt.is_null())
+        .filter(Column::RevokedAt.is_null())
+        .filter(Column::ExpiresAt.gt(now))
+        .exec(&transaction)
+        .await?;
+    if revoked.rows_affected == 0 {
+        let state = match TokenStatus::of(&token, now) {
+            TokenStatus::Redeemed => "already redeemed",
+            TokenStatus::Revoked => "already revoked",
+            TokenStatus::Expired => "already expired",
+            TokenStatus::Issued => "changed meanwhile; retry",
+        };
+        return Err(Error::Conflict { message: format!("health-center token {id} is {state}"), reason: None });
+    }
+    let entry = AuditEntry {
+        admin: &admin.caller,
+        admin_email: &admin.email,
+        action: AuditAction::RevokeToken,
+        prefecture,
+        target: Some(id.to_string()),
+        detail: None,
+    };
+    audit::record(&transaction, entry, now).await?;
+    let revoked = health_center_tokens::Entity::find_by_id(id).one(&transaction).await?.ok_or_else(not_found)?;
+    transaction.commit().await?;
+    tracing::info!(admin_id = %admin.caller.id, token_id = %id, "health-center token revoked");
+    Ok(revoked)
 }
 
 #[cfg(test)]

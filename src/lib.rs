@@ -5,6 +5,7 @@
 
 pub mod admins;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -17,11 +18,15 @@ pub mod exports;
 pub mod graphql;
 pub mod health_center_tokens;
 pub mod http;
+pub mod japan_time;
 pub mod jobs;
 pub mod notices;
+pub mod pagination;
 pub mod prefectures;
 pub mod profiles;
 pub mod rate_limit;
 pub mod secrets;
+pub mod stats;
 pub mod storage;
+pub mod verification;
 pub mod telemetry;

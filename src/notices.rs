@@ -9,15 +9,17 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QuerySelect, Set,
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
-use uuid::Uuid;
-
 use crate::{
+    admins::CurrentAdmin,
+    audit::{self, AuditAction, AuditEntry},
+    auth::Action,
     entity::prefecture_notices,
+    pagination::{Page, PageRequest},
     error::{Error, Result},
     prefectures::PrefectureCode,
 };
@@ -35,6 +37,7 @@ pub struct Notice {
     pub prefecture: PrefectureCode,
     pub message: String,
     pub published_at: DateTime<Utc>,
+    pub withdrawn_at: Option<DateTime<Utc>>,
 }
 
 impl Notice {
@@ -51,6 +54,7 @@ impl Notice {
             prefecture,
             message: model.message,
             published_at: model.published_at,
+            withdrawn_at: model.withdrawn_at,
         })
     }
 }
@@ -121,30 +125,91 @@ pub fn parse_message(message: &str) -> Result<String> {
     Ok(message.to_owned())
 }
 
-/// Stores a notice and delivers it to the subscribers of its prefecture.
+/// Stores a notice for an admin of that prefecture or above, audits it and delivers it to the
+/// subscribers of its prefecture.
 pub async fn publish(
     db: &DatabaseConnection,
     bus: &NoticeBus,
     now: DateTime<Utc>,
-    publisher: Uuid,
+    admin: &CurrentAdmin,
     prefecture: PrefectureCode,
     message: &str,
 ) -> Result<Notice> {
+    admin.caller.authorize(Action::PublishNotice, Some(prefecture))?;
     let message = parse_message(message)?;
+    let transaction = db.begin().await?;
     let model = prefecture_notices::ActiveModel {
         prefecture: Set(prefecture.get()),
         message: Set(message),
-        published_by: Set(Some(publisher)),
+        published_by: Set(Some(admin.caller.id)),
         published_at: Set(now),
         withdrawn_at: Set(None),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&transaction)
     .await?;
+    let entry = AuditEntry {
+        admin: &admin.caller,
+        admin_email: &admin.email,
+        action: AuditAction::PublishNotice,
+        prefecture: Some(prefecture),
+        target: Some(model.id.to_string()),
+        detail: None,
+    };
+    audit::record(&transaction, entry, now).await?;
+    transaction.commit().await?;
     let notice = Notice::from_model(model)?;
     tracing::info!(notice_id = notice.id, prefecture = %notice.prefecture, "notice published");
     bus.deliver(notice.clone());
     Ok(notice)
+}
+
+/// Withdraws a notice, so it is no longer its prefecture's current notice, and audits it.
+pub async fn withdraw(db: &DatabaseConnection, now: DateTime<Utc>, admin: &CurrentAdmin, id: i64) -> Result<Notice> {
+    let not_found = || Error::NotFound(format!("notice {id} not found"));
+    let model = prefecture_notices::Entity::find_by_id(id).one(db).await?.ok_or_else(not_found)?;
+    let prefecture = PrefectureCode::from_stored(model.prefecture);
+    if admin.caller.authorize(Action::WithdrawNotice, prefecture).is_err() {
+        return Err(not_found());
+    }
+    if model.withdrawn_at.is_some() {
+        return Err(Error::Conflict { message: format!("notice {id} is already withdrawn"), reason: None });
+    }
+    let transaction = db.begin().await?;
+    let mut active: prefecture_notices::ActiveModel = model.into();
+    active.withdrawn_at = Set(Some(now));
+    let model = active.update(&transaction).await?;
+    let entry = AuditEntry {
+        admin: &admin.caller,
+        admin_email: &admin.email,
+        action: AuditAction::WithdrawNotice,
+        prefecture,
+        target: Some(id.to_string()),
+        detail: None,
+    };
+    audit::record(&transaction, entry, now).await?;
+    transaction.commit().await?;
+    tracing::info!(notice_id = id, "notice withdrawn");
+    Notice::from_model(model)
+}
+
+/// Lists a prefecture's notices newest first, withdrawn ones included.
+pub async fn history(
+    db: &DatabaseConnection,
+    admin: &CurrentAdmin,
+    prefecture: PrefectureCode,
+    page: &PageRequest,
+) -> Result<Page<Notice>> {
+    admin.caller.authorize(Action::ViewNoticeHistory, Some(prefecture))?;
+    let mut query = prefecture_notices::Entity::find()
+        .filter(prefecture_notices::Column::Prefecture.eq(prefecture.get()))
+        .order_by_desc(prefecture_notices::Column::Id);
+    if let Some(after) = page.after_number()? {
+        query = query.filter(prefecture_notices::Column::Id.lt(after));
+    }
+    let rows = query.limit(page.first + 1).all(db).await?;
+    let notices = rows.into_iter().map(Notice::from_model).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_rows(notices, page))
 }
 
 /// Returns the current (latest, not withdrawn) notice of each given prefecture that has one,

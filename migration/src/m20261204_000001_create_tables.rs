@@ -85,6 +85,16 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("health_center_tokens_prefecture_created_at")
+                    .table(HealthCenterTokens::Table)
+                    .col(HealthCenterTokens::Prefecture)
+                    .col(HealthCenterTokens::CreatedAt)
+                    .to_owned(),
+            )
+            .await?;
 
         manager
             .create_table(
@@ -92,11 +102,15 @@ impl MigrationTrait for Migration {
                     .table(DiagnosisKeyUploads::Table)
                     .col(uuid(DiagnosisKeyUploads::Id).primary_key())
                     .col(uuid(DiagnosisKeyUploads::UserId))
-                    .col(uuid_uniq(DiagnosisKeyUploads::HealthCenterTokenId))
+                    .col(uuid_null(DiagnosisKeyUploads::HealthCenterTokenId))
+                    .col(string_len_uniq(DiagnosisKeyUploads::CodeHash, 64))
+                    .col(string_len_null(DiagnosisKeyUploads::VerificationCode, 64))
+                    .col(small_integer_null(DiagnosisKeyUploads::Prefecture))
                     .col(string_len(DiagnosisKeyUploads::Status, 16))
                     .col(integer(DiagnosisKeyUploads::KeyCount))
                     .col(string_len(DiagnosisKeyUploads::KeysDigest, 64))
                     .col(timestamp_with_time_zone(DiagnosisKeyUploads::CreatedAt))
+                    .col(timestamp_with_time_zone_null(DiagnosisKeyUploads::DecidedAt))
                     .foreign_key(
                         ForeignKey::create()
                             .from(DiagnosisKeyUploads::Table, DiagnosisKeyUploads::UserId)
@@ -120,6 +134,16 @@ impl MigrationTrait for Migration {
                     .name("diagnosis_key_uploads_user_id")
                     .table(DiagnosisKeyUploads::Table)
                     .col(DiagnosisKeyUploads::UserId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("diagnosis_key_uploads_status_created_at")
+                    .table(DiagnosisKeyUploads::Table)
+                    .col(DiagnosisKeyUploads::Status)
+                    .col(DiagnosisKeyUploads::CreatedAt)
                     .to_owned(),
             )
             .await?;
@@ -269,10 +293,14 @@ enum DiagnosisKeyUploads {
     Id,
     UserId,
     HealthCenterTokenId,
+    CodeHash,
+    VerificationCode,
+    Prefecture,
     Status,
     KeyCount,
     KeysDigest,
     CreatedAt,
+    DecidedAt,
 }
 
 #[derive(DeriveIden)]

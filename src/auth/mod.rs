@@ -1,8 +1,10 @@
 //! Access tokens (JWT, HS256), the caller of a request and its role.
 
+mod access;
 mod sessions;
 
-pub use sessions::{issue_session, login, refresh_session, Session, SubjectKind};
+pub use access::{scope, Action, AdminCaller, Scope, Visibility};
+pub use sessions::{issue_session, login, refresh_session, revoke_sessions, Session, SubjectKind};
 
 use std::time::Duration;
 
@@ -17,9 +19,8 @@ use crate::{
 };
 
 /// What a token's bearer may do. Phone users hold `User`; the rest are admin roles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[graphql(name = "Role")]
 pub enum Role {
     /// An anonymous phone user.
     User,
@@ -205,14 +206,11 @@ impl Caller {
         }
     }
 
-    /// Returns the admin's id, role and prefecture, or the error for any other caller.
-    pub fn require_admin(&self) -> Result<(Uuid, Role, Option<PrefectureCode>)> {
+    /// Returns the admin's id as the token states it, or the error for any other caller.
+    /// Admin operations then read the account's current role with `admins::current`.
+    pub fn require_admin(&self) -> Result<Uuid> {
         match self {
-            Caller::Admin {
-                id,
-                role,
-                prefecture,
-            } => Ok((*id, *role, *prefecture)),
+            Caller::Admin { id, .. } => Ok(*id),
             Caller::Anonymous => Err(Error::Unauthenticated(
                 "log in first: this operation needs an admin access token".into(),
             )),

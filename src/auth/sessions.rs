@@ -224,3 +224,15 @@ async fn subject_role(
 fn hash_refresh_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
+
+/// Revokes every unrevoked refresh token of a subject, ending all its sessions at their next
+/// refresh.
+pub async fn revoke_sessions(db: &impl ConnectionTrait, subject: Uuid, now: DateTime<Utc>) -> Result<u64> {
+    let revoked = refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_tokens::Column::SubjectId.eq(subject))
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(revoked.rows_affected)
+}

@@ -11,7 +11,7 @@ use std::{net::IpAddr, time::Instant};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::{Expr, Query},
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
     TransactionTrait,
 };
 use sha2::{Digest, Sha256};
@@ -20,25 +20,40 @@ use uuid::Uuid;
 use crate::{
     entity::{
         diagnosis_key_uploads::{self, UploadStatus},
-        diagnosis_keys, health_center_tokens,
+        diagnosis_keys, health_center_tokens, users,
     },
     error::{Error, Result},
     health_center_tokens::{normalize, CodeHasher},
     rate_limit::FailureLimiter,
 };
 
+/// How uploads are verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerificationMode {
+    /// The codes issued by this server are checked at upload.
+    Builtin,
+    /// Uploads wait as PENDING until the health authority's service decides.
+    Http,
+}
+
 /// Everything an upload needs besides the database.
 pub struct UploadContext<'a> {
     pub hasher: &'a CodeHasher,
     pub rules: &'a KeyRules,
+    pub mode: VerificationMode,
     /// Limits wrong token codes per user and per client address.
     pub attempts: &'a FailureLimiter,
     pub now: DateTime<Utc>,
 }
 
-/// Validates the keys, spends the health-center token and stores the keys, all or nothing.
+/// Longest code accepted for external verification.
+const MAX_EXTERNAL_CODE_CHARS: usize = 64;
+
+/// Validates the keys, checks the health-center token and stores the keys, all or nothing.
 ///
-/// A retry by the same user with the same token and keys returns the first upload.
+/// In builtin mode the token is spent in the same transaction and the upload is VERIFIED; in
+/// http mode the upload is PENDING until the verification job asks the health authority. A
+/// retry by the same user with the same token and keys returns the first upload.
 pub async fn upload(
     db: &DatabaseConnection,
     context: &UploadContext<'_>,
@@ -47,76 +62,135 @@ pub async fn upload(
     token_code: &str,
     keys: &[KeyInput],
 ) -> Result<diagnosis_key_uploads::Model> {
-    let now = context.now;
-    let keys = validate_keys(keys, context.rules, interval_number(now.timestamp()))?;
+    let keys = validate_keys(keys, context.rules, interval_number(context.now.timestamp()))?;
     let limiter_keys = attempt_keys(user_id, client_address);
-    let started = Instant::now();
-    if let Some(retry_after_seconds) = limiter_keys
-        .iter()
-        .filter_map(|key| context.attempts.blocked_for(key, started))
-        .max()
-    {
+    // The attempt counts as a failure from here on unless it turns out not to be a wrong code.
+    if let Err(retry_after_seconds) = context.attempts.reserve(&limiter_keys, Instant::now()) {
         return Err(Error::RateLimited {
-            message: format!(
-                "too many wrong health-center tokens; retry in {retry_after_seconds} seconds"
-            ),
+            message: format!("too many wrong health-center tokens; retry in {retry_after_seconds} seconds"),
             retry_after_seconds,
         });
     }
-    let Some(code) = normalize(token_code) else {
-        record_failure(context.attempts, &limiter_keys, started);
-        return Err(token_error(
-            "UNKNOWN_TOKEN",
-            "unknown health-center token; check the code you were given",
-        ));
+    let code = match context.mode {
+        VerificationMode::Builtin => normalize(token_code),
+        VerificationMode::Http => external_code(token_code),
     };
-    let code_hash = context.hasher.hash(&code);
-    let digest = keys_digest(&keys);
+    let Some(code) = code else { return Err(unknown_token()) };
+    let upload = NewUpload { user_id, code_hash: context.hasher.hash(&code), digest: keys_digest(&keys), keys };
+    let stored = match context.mode {
+        VerificationMode::Builtin => upload_builtin(db, &upload, context.now).await,
+        VerificationMode::Http => upload_pending(db, &upload, &code, context.now).await,
+    };
+    if !matches!(&stored, Err(Error::BadUserInput { reason: Some("UNKNOWN_TOKEN"), .. })) {
+        context.attempts.release(&limiter_keys);
+    }
+    let stored = stored?;
+    tracing::info!(upload_id = %stored.id, key_count = stored.key_count, status = ?stored.status, "diagnosis keys uploaded");
+    Ok(stored)
+}
 
+/// An upload that passed validation, before it is stored.
+struct NewUpload {
+    user_id: Uuid,
+    code_hash: String,
+    digest: String,
+    keys: Vec<ValidKey>,
+}
+
+impl NewUpload {
+    fn model(
+        &self,
+        token_id: Option<Uuid>,
+        prefecture: Option<i16>,
+        status: UploadStatus,
+        verification_code: Option<String>,
+        now: DateTime<Utc>,
+    ) -> diagnosis_key_uploads::ActiveModel {
+        diagnosis_key_uploads::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(self.user_id),
+            health_center_token_id: Set(token_id),
+            code_hash: Set(self.code_hash.clone()),
+            verification_code: Set(verification_code),
+            prefecture: Set(prefecture),
+            status: Set(status),
+            key_count: Set(self.keys.len() as i32),
+            keys_digest: Set(self.digest.clone()),
+            created_at: Set(now),
+            decided_at: Set((status != UploadStatus::Pending).then_some(now)),
+        }
+    }
+}
+
+/// Spends a locally issued token and stores the keys as VERIFIED, in one transaction.
+async fn upload_builtin(db: &DatabaseConnection, upload: &NewUpload, now: DateTime<Utc>) -> Result<diagnosis_key_uploads::Model> {
     let transaction = db.begin().await?;
     // Spending the token is the first statement, so two uploads racing for one token cannot both
     // win, and on SQLite the write lock is taken before any read.
     let spent = health_center_tokens::Entity::update_many()
         .col_expr(health_center_tokens::Column::RedeemedAt, Expr::value(now))
-        .col_expr(
-            health_center_tokens::Column::RedeemedBy,
-            Expr::value(user_id),
-        )
-        .filter(health_center_tokens::Column::CodeHash.eq(&code_hash))
+        .col_expr(health_center_tokens::Column::RedeemedBy, Expr::value(upload.user_id))
+        .filter(health_center_tokens::Column::CodeHash.eq(&upload.code_hash))
         .filter(health_center_tokens::Column::RedeemedAt.is_null())
         .filter(health_center_tokens::Column::RevokedAt.is_null())
         .filter(health_center_tokens::Column::ExpiresAt.gt(now))
         .exec(&transaction)
         .await?;
     let token = health_center_tokens::Entity::find()
-        .filter(health_center_tokens::Column::CodeHash.eq(&code_hash))
+        .filter(health_center_tokens::Column::CodeHash.eq(&upload.code_hash))
         .one(&transaction)
         .await?;
-    let Some(token) = token else {
-        record_failure(context.attempts, &limiter_keys, started);
-        return Err(token_error(
-            "UNKNOWN_TOKEN",
-            "unknown health-center token; check the code you were given",
-        ));
-    };
+    let Some(token) = token else { return Err(unknown_token()) };
     if spent.rows_affected == 0 {
         drop(transaction);
-        return unusable_token(db, &token, user_id, &digest, now).await;
+        return unusable_token(db, &token, upload, now).await;
     }
+    let stored = upload
+        .model(Some(token.id), Some(token.prefecture), UploadStatus::Verified, None, now)
+        .insert(&transaction)
+        .await?;
+    insert_keys(&transaction, stored.id, &upload.keys).await?;
+    transaction.commit().await?;
+    Ok(stored)
+}
 
-    let upload = diagnosis_key_uploads::ActiveModel {
-        id: Set(Uuid::new_v4()),
-        user_id: Set(user_id),
-        health_center_token_id: Set(token.id),
-        status: Set(UploadStatus::Verified),
-        key_count: Set(keys.len() as i32),
-        keys_digest: Set(digest),
-        created_at: Set(now),
-    }
-    .insert(&transaction)
-    .await?;
+/// Stores the keys as PENDING with the code, for the verification job to check.
+async fn upload_pending(
+    db: &DatabaseConnection,
+    upload: &NewUpload,
+    code: &str,
+    now: DateTime<Utc>,
+) -> Result<diagnosis_key_uploads::Model> {
+    let transaction = db.begin().await?;
+    let inserted = upload
+        .model(None, None, UploadStatus::Pending, Some(code.to_owned()), now)
+        .insert(&transaction)
+        .await;
+    let stored = match inserted {
+        Ok(stored) => stored,
+        Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            drop(transaction);
+            return earlier_upload(db, upload).await;
+        }
+        Err(error) => return Err(error.into()),
+    };
+    // The prefecture of an externally verified upload is the user's, for statistics.
+    let prefecture = users::Entity::find_by_id(upload.user_id).one(&transaction).await?.and_then(|user| user.prefecture);
+    let stored = if prefecture.is_some() {
+        let mut active: diagnosis_key_uploads::ActiveModel = stored.into();
+        active.prefecture = Set(prefecture);
+        active.update(&transaction).await?
+    } else {
+        stored
+    };
+    insert_keys(&transaction, stored.id, &upload.keys).await?;
+    transaction.commit().await?;
+    Ok(stored)
+}
+
+async fn insert_keys(db: &impl ConnectionTrait, upload_id: Uuid, keys: &[ValidKey]) -> Result<()> {
     diagnosis_keys::Entity::insert_many(keys.iter().map(|key| diagnosis_keys::ActiveModel {
-        upload_id: Set(upload.id),
+        upload_id: Set(upload_id),
         key_data: Set(key.key_data.to_vec()),
         rolling_start_interval_number: Set(key.rolling_start_interval_number),
         rolling_period: Set(key.rolling_period),
@@ -125,52 +199,58 @@ pub async fn upload(
         days_since_onset_of_symptoms: Set(key.days_since_onset_of_symptoms),
         ..Default::default()
     }))
-    .exec(&transaction)
+    .exec(db)
     .await?;
-    transaction.commit().await?;
-    tracing::info!(upload_id = %upload.id, key_count = upload.key_count, "diagnosis keys uploaded");
-    Ok(upload)
+    Ok(())
 }
 
 /// Explains why an existing token could not be spent, or returns the earlier upload of a retry.
 async fn unusable_token(
     db: &DatabaseConnection,
     token: &health_center_tokens::Model,
-    user_id: Uuid,
-    digest: &str,
+    upload: &NewUpload,
     now: DateTime<Utc>,
 ) -> Result<diagnosis_key_uploads::Model> {
-    if token.revoked_at.is_some() {
-        return Err(token_error(
-            "REVOKED_TOKEN",
-            "this health-center token was revoked; ask the health center for a new one",
-        ));
-    }
     if token.redeemed_at.is_some() {
-        if token.redeemed_by == Some(user_id) {
-            let earlier = diagnosis_key_uploads::Entity::find()
-                .filter(diagnosis_key_uploads::Column::HealthCenterTokenId.eq(token.id))
-                .one(db)
-                .await?;
-            if let Some(earlier) = earlier.filter(|earlier| earlier.keys_digest == digest) {
-                return Ok(earlier);
-            }
-        }
-        return Err(Error::Conflict {
-            message: "this health-center token was already used for an upload".into(),
-            reason: Some("SPENT_TOKEN"),
-        });
+        return earlier_upload(db, upload).await;
+    }
+    if token.revoked_at.is_some() {
+        return Err(token_error("REVOKED_TOKEN", "this health-center token was revoked; ask the health center for a new one"));
     }
     if token.expires_at <= now {
-        return Err(token_error(
-            "EXPIRED_TOKEN",
-            "this health-center token has expired; ask the health center for a new one",
-        ));
+        return Err(token_error("EXPIRED_TOKEN", "this health-center token has expired; ask the health center for a new one"));
     }
-    Err(Error::Internal(anyhow::anyhow!(
-        "token {} is usable but was not spent",
-        token.id
-    )))
+    Err(Error::Internal(anyhow::anyhow!("token {} is usable but was not spent", token.id)))
+}
+
+/// Returns the earlier upload with the same code when it is this user's with the same keys,
+/// and `CONFLICT` otherwise.
+async fn earlier_upload(db: &DatabaseConnection, upload: &NewUpload) -> Result<diagnosis_key_uploads::Model> {
+    let earlier = diagnosis_key_uploads::Entity::find()
+        .filter(diagnosis_key_uploads::Column::CodeHash.eq(&upload.code_hash))
+        .one(db)
+        .await?;
+    match earlier {
+        Some(earlier) if earlier.user_id == upload.user_id && earlier.keys_digest == upload.digest => Ok(earlier),
+        _ => Err(Error::Conflict {
+            message: "this health-center token was already used for an upload".into(),
+            reason: Some("SPENT_TOKEN"),
+        }),
+    }
+}
+
+/// Accepts a code for external verification as typed, without spaces: its format is the
+/// health authority's.
+fn external_code(input: &str) -> Option<String> {
+    let code = input.trim();
+    let valid = !code.is_empty()
+        && code.chars().count() <= MAX_EXTERNAL_CODE_CHARS
+        && code.chars().all(|c| c.is_ascii_graphic());
+    valid.then(|| code.to_owned())
+}
+
+fn unknown_token() -> Error {
+    token_error("UNKNOWN_TOKEN", "unknown health-center token; check the code you were given")
 }
 
 /// Deletes all of the user's uploads and their keys, and returns how many keys were removed.
@@ -214,11 +294,6 @@ fn attempt_keys(user_id: Uuid, client_address: Option<IpAddr>) -> Vec<String> {
     keys
 }
 
-fn record_failure(limiter: &FailureLimiter, keys: &[String], now: Instant) {
-    for key in keys {
-        limiter.record_failure(key, now);
-    }
-}
 
 /// Digests the keys independent of their order, to recognise a retried upload.
 fn keys_digest(keys: &[ValidKey]) -> String {

@@ -1,6 +1,7 @@
 //! SeaORM entities, one per table. They never double as GraphQL types.
 
 pub mod admins;
+pub mod audit_log;
 pub mod diagnosis_key_uploads;
 pub mod diagnosis_keys;
 pub mod health_center_tokens;

@@ -63,6 +63,7 @@ impl DiagnosisKeyMutation {
         let upload_context = UploadContext {
             hasher: &app.code_hasher,
             rules: &app.key_rules,
+            mode: app.verification_mode,
             attempts: &app.token_attempts,
             now: app.clock.now(),
         };

@@ -1,10 +1,13 @@
 //! Schema assembly and the per-request context. One module per domain holds its resolvers.
 
+mod admins;
 mod diagnosis_keys;
 mod exports;
+mod health_center_tokens;
 mod notices;
 mod prefectures;
 mod sessions;
+mod stats;
 mod types;
 
 use std::{net::IpAddr, sync::Arc};
@@ -22,6 +25,10 @@ pub struct Query(
     sessions::SessionQuery,
     prefectures::PrefectureQuery,
     exports::ExportQuery,
+    admins::AdminQuery,
+    notices::NoticeQuery,
+    health_center_tokens::HealthCenterTokenQuery,
+    stats::StatsQuery,
 );
 
 /// Root mutation type.
@@ -30,6 +37,8 @@ pub struct Mutation(
     sessions::SessionMutation,
     diagnosis_keys::DiagnosisKeyMutation,
     notices::NoticeMutation,
+    admins::AdminMutation,
+    health_center_tokens::HealthCenterTokenMutation,
 );
 
 /// Root subscription type.
