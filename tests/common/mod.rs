@@ -202,3 +202,93 @@ pub fn intervals(now: DateTime<Utc>) -> (i64, i64) {
     let current = now.timestamp() / 600;
     (current - current % 144, current)
 }
+
+/// The upload mutation, selecting the upload's id, key count and status.
+pub const UPLOAD_KEYS: &str = "mutation($input: UploadDiagnosisKeysInput!) { uploadDiagnosisKeys(input: $input) { id keyCount status } }";
+
+impl TestServer {
+    /// Uploads `keys` with a health-center token code as the user of `token` and returns the JSON
+    /// response body.
+    pub async fn upload_keys(&self, token: &str, code: &str, keys: &[Value]) -> Value {
+        self.graphql(
+            Some(token),
+            UPLOAD_KEYS,
+            json!({ "input": { "healthCenterToken": code, "keys": keys } }),
+        )
+        .await
+    }
+
+    /// Downloads `/exports/diagnosis-keys.json.gz` with `token` and returns the gunzipped JSON.
+    pub async fn download_export(&self, token: &str) -> Value {
+        let response = self
+            .http
+            .get(self.url("/exports/diagnosis-keys.json.gz"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "export download failed");
+        gunzip_json(&response.bytes().await.unwrap())
+    }
+}
+
+/// Decompresses gzip bytes and parses them as JSON.
+pub fn gunzip_json(bytes: &[u8]) -> Value {
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut json)
+        .expect("the export is valid gzip");
+    serde_json::from_slice(&json).expect("the export is valid JSON")
+}
+
+/// Returns the `keyData` of each key of an export document, in file order.
+pub fn exported_key_data(document: &Value) -> Vec<String> {
+    document["keys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("export without a key list: {document}"))
+        .iter()
+        .map(|key| key["keyData"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Derives 16 distinct-looking key bytes from a seed and a number, so tests can tell keys apart
+/// and their byte order differs from the order they were built in.
+pub fn key_bytes(seed: u32, number: i64) -> [u8; 16] {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(seed.to_be_bytes())
+        .chain_update(number.to_be_bytes())
+        .finalize();
+    digest[..16].try_into().unwrap()
+}
+
+/// Returns `bytes` in standard base64, as `keyData` carries them.
+pub fn base64_key(bytes: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+}
+
+/// Builds one upload input key with transmission risk 4, report type CONFIRMED_TEST (1) and
+/// symptom onset on the key's day.
+pub fn key_input(
+    key_data: &[u8],
+    rolling_start_interval_number: i64,
+    rolling_period: i32,
+) -> Value {
+    json!({
+        "keyData": base64_key(key_data),
+        "rollingStartIntervalNumber": rolling_start_interval_number,
+        "rollingPeriod": rolling_period,
+        "transmissionRiskLevel": 4,
+        "reportType": 1,
+        "daysSinceOnsetOfSymptoms": 0,
+    })
+}
+
+/// Builds one whole-day key (144 intervals) per entry of `days_ago`, counted back from the UTC day
+/// of `now`, with key bytes from [`key_bytes`] of `seed` and the day.
+pub fn daily_keys(seed: u32, days_ago: &[i64], now: DateTime<Utc>) -> Vec<Value> {
+    let (today, _) = intervals(now);
+    days_ago
+        .iter()
+        .map(|&days| key_input(&key_bytes(seed, days), today - days * 144, 144))
+        .collect()
+}
