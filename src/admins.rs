@@ -8,17 +8,20 @@ use argon2::{
 };
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, SqlErr, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
 use crate::{
     audit::{self, AuditAction, AuditEntry},
-    auth::{issue_session, revoke_sessions, Action, AdminCaller, Role, Session, SubjectKind, TokenKeys, Visibility},
+    auth::{
+        issue_session, revoke_sessions, Action, AdminCaller, Role, Session, SubjectKind, TokenKeys,
+        Visibility,
+    },
     entity::admins,
-    pagination::{Page, PageRequest},
     error::{Error, Result},
+    pagination::{Page, PageRequest},
     prefectures::PrefectureCode,
     rate_limit::FailureLimiter,
 };
@@ -86,21 +89,32 @@ pub async fn create(
     .await;
     match created {
         Ok(admin) => Ok(admin),
-        Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Err(Error::Conflict {
-            message: format!("an admin with email {email} already exists"),
-            reason: None,
-        }),
+        Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            Err(Error::Conflict {
+                message: format!("an admin with email {email} already exists"),
+                reason: None,
+            })
+        }
         Err(error) => Err(error.into()),
     }
 }
 
 fn check_role_prefecture(role: Role, prefecture: Option<PrefectureCode>) -> Result<()> {
     match (role, prefecture) {
-        (Role::User, _) => Err(Error::invalid("role", "invalid role USER: an admin needs an admin role")),
-        (Role::PrefectureAdmin, None) => Err(Error::invalid("prefecture", "a PREFECTURE_ADMIN needs a prefecture")),
+        (Role::User, _) => Err(Error::invalid(
+            "role",
+            "invalid role USER: an admin needs an admin role",
+        )),
+        (Role::PrefectureAdmin, None) => Err(Error::invalid(
+            "prefecture",
+            "a PREFECTURE_ADMIN needs a prefecture",
+        )),
         (Role::SuperAdmin | Role::NationalAdmin, Some(code)) => Err(Error::invalid(
             "prefecture",
-            format!("a {} covers every prefecture; remove prefecture {code}", role.as_str()),
+            format!(
+                "a {} covers every prefecture; remove prefecture {code}",
+                role.as_str()
+            ),
         )),
         _ => Ok(()),
     }
@@ -119,19 +133,37 @@ pub async fn current(db: &impl ConnectionTrait, id: Uuid) -> Result<CurrentAdmin
     let admin = admins::Entity::find_by_id(id)
         .one(db)
         .await?
-        .ok_or_else(|| Error::Unauthenticated("the admin account of this access token no longer exists".into()))?;
-    Ok(CurrentAdmin { caller: caller_of(&admin)?, email: admin.email })
+        .ok_or_else(|| {
+            Error::Unauthenticated("the admin account of this access token no longer exists".into())
+        })?;
+    Ok(CurrentAdmin {
+        caller: caller_of(&admin)?,
+        email: admin.email,
+    })
 }
 
 /// Returns the access facts of a stored admin.
 pub fn caller_of(admin: &admins::Model) -> Result<AdminCaller> {
-    let role = Role::parse(&admin.role)
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("unknown role {:?} on admin {}", admin.role, admin.id)))?;
-    Ok(AdminCaller { id: admin.id, role, prefecture: admin.prefecture.and_then(PrefectureCode::from_stored) })
+    let role = Role::parse(&admin.role).ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "unknown role {:?} on admin {}",
+            admin.role,
+            admin.id
+        ))
+    })?;
+    Ok(AdminCaller {
+        id: admin.id,
+        role,
+        prefecture: admin.prefecture.and_then(PrefectureCode::from_stored),
+    })
 }
 
 /// Returns an admin the caller may see, or `NOT_FOUND`.
-pub async fn find(db: &impl ConnectionTrait, caller: &AdminCaller, id: Uuid) -> Result<admins::Model> {
+pub async fn find(
+    db: &impl ConnectionTrait,
+    caller: &AdminCaller,
+    id: Uuid,
+) -> Result<admins::Model> {
     let visibility = caller.visibility(Action::ViewAdmins)?;
     admins::Entity::find_by_id(id)
         .one(db)
@@ -141,7 +173,11 @@ pub async fn find(db: &impl ConnectionTrait, caller: &AdminCaller, id: Uuid) -> 
 }
 
 /// Lists the admins the caller may see, oldest first.
-pub async fn list(db: &impl ConnectionTrait, caller: &AdminCaller, page: &PageRequest) -> Result<Page<admins::Model>> {
+pub async fn list(
+    db: &impl ConnectionTrait,
+    caller: &AdminCaller,
+    page: &PageRequest,
+) -> Result<Page<admins::Model>> {
     let mut query = admins::Entity::find().order_by_asc(admins::Column::Id);
     if let Visibility::Prefecture(code) = caller.visibility(Action::ViewAdmins)? {
         query = query.filter(admins::Column::Prefecture.eq(code.get()));
@@ -163,7 +199,9 @@ pub async fn create_by(
     role: Role,
     prefecture: Option<PrefectureCode>,
 ) -> Result<admins::Model> {
-    admin.caller.authorize_admin_management(Action::CreateAdmin, role, prefecture)?;
+    admin
+        .caller
+        .authorize_admin_management(Action::CreateAdmin, role, prefecture)?;
     let transaction = db.begin().await?;
     let created = create(&transaction, now, email, password, role, prefecture).await?;
     let entry = AuditEntry {
@@ -181,15 +219,29 @@ pub async fn create_by(
 }
 
 /// Deletes an admin the caller may manage, ends its sessions and audits it.
-pub async fn delete(db: &DatabaseConnection, admin: &CurrentAdmin, now: DateTime<Utc>, id: Uuid) -> Result<admins::Model> {
+pub async fn delete(
+    db: &DatabaseConnection,
+    admin: &CurrentAdmin,
+    now: DateTime<Utc>,
+    id: Uuid,
+) -> Result<admins::Model> {
     let target = find(db, &admin.caller, id).await?;
     let target_caller = caller_of(&target)?;
-    admin.caller.authorize_admin_management(Action::DeleteAdmin, target_caller.role, target_caller.prefecture)?;
+    admin.caller.authorize_admin_management(
+        Action::DeleteAdmin,
+        target_caller.role,
+        target_caller.prefecture,
+    )?;
     if target.id == admin.caller.id {
-        return Err(Error::invalid("id", "you cannot delete your own account; ask another admin"));
+        return Err(Error::invalid(
+            "id",
+            "you cannot delete your own account; ask another admin",
+        ));
     }
     let transaction = db.begin().await?;
-    admins::Entity::delete_by_id(target.id).exec(&transaction).await?;
+    admins::Entity::delete_by_id(target.id)
+        .exec(&transaction)
+        .await?;
     revoke_sessions(&transaction, target.id, now).await?;
     let entry = AuditEntry {
         admin: &admin.caller,
@@ -222,9 +274,19 @@ pub async fn change_password(
     let stored = admins::Entity::find_by_id(admin.caller.id)
         .one(db)
         .await?
-        .ok_or_else(|| Error::Unauthenticated("the admin account of this access token no longer exists".into()))?;
-    if !verify_password(current_password.to_owned(), Some(stored.password_hash.clone())).await? {
-        return Err(Error::invalid("currentPassword", "the current password is wrong"));
+        .ok_or_else(|| {
+            Error::Unauthenticated("the admin account of this access token no longer exists".into())
+        })?;
+    if !verify_password(
+        current_password.to_owned(),
+        Some(stored.password_hash.clone()),
+    )
+    .await?
+    {
+        return Err(Error::invalid(
+            "currentPassword",
+            "the current password is wrong",
+        ));
     }
     let password_hash = hash_password(new_password.to_owned()).await?;
     let transaction = db.begin().await?;
@@ -264,7 +326,9 @@ pub async fn login(
     let started = Instant::now();
     if let Err(retry_after_seconds) = attempts.reserve(&limiter_keys, started) {
         return Err(Error::RateLimited {
-            message: format!("too many failed logins; locked for {retry_after_seconds} more seconds"),
+            message: format!(
+                "too many failed logins; locked for {retry_after_seconds} more seconds"
+            ),
             retry_after_seconds,
         });
     }

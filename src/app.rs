@@ -38,8 +38,10 @@ pub struct AppState {
     pub verification_mode: VerificationMode,
     /// The client of the verification service, in `http` mode only.
     pub verifier: Option<Verifier>,
-    /// Wrong health-center token codes, per user and per address.
-    pub token_attempts: FailureLimiter,
+    /// Wrong health-center token codes, per user.
+    pub token_attempts_by_user: FailureLimiter,
+    /// Wrong health-center token codes, per client address.
+    pub token_attempts_by_address: FailureLimiter,
     /// Failed admin logins, per account and per address.
     pub login_attempts: FailureLimiter,
 }
@@ -76,7 +78,11 @@ impl AppState {
         let (verification_mode, verifier) = match config.verification_url.as_deref() {
             Some(url) if config.verification_mode == "http" => (
                 VerificationMode::Http,
-                Some(Verifier::new(url, config.verification_timeout, config.verification_attempts)?),
+                Some(Verifier::new(
+                    url,
+                    config.verification_timeout,
+                    config.verification_attempts,
+                )?),
             ),
             _ => (VerificationMode::Builtin, None),
         };
@@ -96,12 +102,19 @@ impl AppState {
             notices: NoticeBus::default(),
             verification_mode,
             verifier,
-            token_attempts: FailureLimiter::new(
+            token_attempts_by_user: FailureLimiter::new(
                 config.token_attempt_limit,
                 config.token_attempt_window,
             ),
-            login_attempts: FailureLimiter::new(config.admin_login_attempt_limit, config.admin_login_attempt_window)
-                .with_delay_step(config.admin_login_delay_step),
+            token_attempts_by_address: FailureLimiter::new(
+                config.token_attempt_limit_per_address,
+                config.token_attempt_window,
+            ),
+            login_attempts: FailureLimiter::new(
+                config.admin_login_attempt_limit,
+                config.admin_login_attempt_window,
+            )
+            .with_delay_step(config.admin_login_delay_step),
             db,
             clock,
             config,

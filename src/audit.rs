@@ -1,7 +1,10 @@
 //! The audit log: who did what, on which prefecture, when.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 
 use crate::{
     auth::{AdminCaller, Visibility},
@@ -49,7 +52,11 @@ pub struct AuditEntry<'a> {
 }
 
 /// Records an entry, in the caller's transaction when it passes one.
-pub async fn record(db: &impl ConnectionTrait, entry: AuditEntry<'_>, now: DateTime<Utc>) -> Result<()> {
+pub async fn record(
+    db: &impl ConnectionTrait,
+    entry: AuditEntry<'_>,
+    now: DateTime<Utc>,
+) -> Result<()> {
     audit_log::ActiveModel {
         admin_id: Set(entry.admin.id),
         admin_email: Set(entry.admin_email.to_owned()),

@@ -112,7 +112,7 @@ pub struct Config {
     #[arg(long, env = "MAMORI_EXPORT_EMBARGO", default_value = "2h", value_parser = parse_duration, global = true)]
     pub export_embargo: Duration,
 
-    /// Failed health-center token attempts allowed per user and per address in one window.
+    /// Failed health-center token attempts allowed per user in one window.
     #[arg(
         long,
         env = "MAMORI_TOKEN_ATTEMPT_LIMIT",
@@ -121,12 +121,27 @@ pub struct Config {
     )]
     pub token_attempt_limit: u32,
 
+    /// Failed health-center token attempts allowed per client address in one window. It is
+    /// higher than the per-user limit because many phones can share one address behind NAT.
+    #[arg(
+        long,
+        env = "MAMORI_TOKEN_ATTEMPT_LIMIT_PER_ADDRESS",
+        default_value_t = 50,
+        global = true
+    )]
+    pub token_attempt_limit_per_address: u32,
+
     /// Length of the window for failed token attempts.
     #[arg(long, env = "MAMORI_TOKEN_ATTEMPT_WINDOW", default_value = "15m", value_parser = parse_duration, global = true)]
     pub token_attempt_window: Duration,
 
     /// Failed admin logins allowed per account and per address in one window, before the lock.
-    #[arg(long, env = "MAMORI_ADMIN_LOGIN_ATTEMPT_LIMIT", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "MAMORI_ADMIN_LOGIN_ATTEMPT_LIMIT",
+        default_value_t = 10,
+        global = true
+    )]
     pub admin_login_attempt_limit: u32,
 
     /// Length of the window for failed admin logins, and so of the lock.
@@ -138,7 +153,12 @@ pub struct Config {
     pub admin_login_delay_step: Duration,
 
     /// Health-center tokens one prefecture may issue per day (Japan time) through the API.
-    #[arg(long, env = "MAMORI_TOKEN_DAILY_QUOTA", default_value_t = 1000, global = true)]
+    #[arg(
+        long,
+        env = "MAMORI_TOKEN_DAILY_QUOTA",
+        default_value_t = 1000,
+        global = true
+    )]
     pub token_daily_quota: u32,
 
     /// How uploads are verified: `builtin` checks the codes issued by this server at upload;
@@ -155,7 +175,12 @@ pub struct Config {
     pub verification_timeout: Duration,
 
     /// Attempts per pending upload and job run, with exponential backoff between them.
-    #[arg(long, env = "MAMORI_VERIFICATION_ATTEMPTS", default_value_t = 3, global = true)]
+    #[arg(
+        long,
+        env = "MAMORI_VERIFICATION_ATTEMPTS",
+        default_value_t = 3,
+        global = true
+    )]
     pub verification_attempts: u32,
 
     /// Time after which an upload still pending is expired and its keys deleted.
@@ -163,7 +188,12 @@ pub struct Config {
     pub verification_pending_ttl: Duration,
 
     /// Cron expression (with seconds) of the verification job.
-    #[arg(long, env = "MAMORI_VERIFICATION_SCHEDULE", default_value = "30 * * * * *", global = true)]
+    #[arg(
+        long,
+        env = "MAMORI_VERIFICATION_SCHEDULE",
+        default_value = "30 * * * * *",
+        global = true
+    )]
     pub verification_schedule: String,
 
     /// Maximum size of a request body in bytes.
@@ -214,6 +244,9 @@ impl Config {
         }
         if self.token_attempt_limit == 0 {
             anyhow::bail!("MAMORI_TOKEN_ATTEMPT_LIMIT must be at least 1");
+        }
+        if self.token_attempt_limit_per_address == 0 {
+            anyhow::bail!("MAMORI_TOKEN_ATTEMPT_LIMIT_PER_ADDRESS must be at least 1");
         }
         if let Err(error) = croner::Cron::new(&self.export_schedule)
             .with_seconds_required()

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sea_orm::{
-    sea_query::Expr, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::Expr, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -20,9 +20,9 @@ use crate::{
     audit::{self, AuditAction, AuditEntry},
     auth::{Action, Visibility},
     entity::health_center_tokens,
+    error::{Error, Result},
     japan_time,
     pagination::{Page, PageRequest},
-    error::{Error, Result},
     prefectures::PrefectureCode,
     secrets::SecretBytes,
 };
@@ -112,7 +112,9 @@ pub async fn issue_by(
     valid_for: chrono::Duration,
     daily_quota: u32,
 ) -> Result<(Vec<String>, DateTime<Utc>)> {
-    admin.caller.authorize(Action::IssueTokens, Some(prefecture))?;
+    admin
+        .caller
+        .authorize(Action::IssueTokens, Some(prefecture))?;
     check_request(count, valid_for)?;
     let today = japan_time::date_of(now);
     let transaction = db.begin().await?;
@@ -137,7 +139,10 @@ pub async fn issue_by(
         action: AuditAction::IssueTokens,
         prefecture: Some(prefecture),
         target: None,
-        detail: Some(format!("{count} tokens valid until {}", issued.1.to_rfc3339())),
+        detail: Some(format!(
+            "{count} tokens valid until {}",
+            issued.1.to_rfc3339()
+        )),
     };
     audit::record(&transaction, entry, now).await?;
     transaction.commit().await?;
@@ -152,7 +157,8 @@ fn check_request(count: u32, valid_for: chrono::Duration) -> Result<()> {
             format!("invalid count {count}: issue from 1 to {MAX_CODES_PER_CALL} codes at a time"),
         ));
     }
-    if valid_for < chrono::Duration::hours(1) || valid_for > chrono::Duration::days(MAX_VALID_DAYS) {
+    if valid_for < chrono::Duration::hours(1) || valid_for > chrono::Duration::days(MAX_VALID_DAYS)
+    {
         return Err(Error::invalid(
             "validForHours",
             format!("invalid validity: a token may be valid from 1 hour to {MAX_VALID_DAYS} days"),
@@ -174,8 +180,9 @@ async fn insert_codes(
     let rows = codes
         .iter()
         .map(|code| {
-            let normalized = normalize(code)
-                .ok_or_else(|| Error::Internal(anyhow::anyhow!("generated code failed to normalize")))?;
+            let normalized = normalize(code).ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!("generated code failed to normalize"))
+            })?;
             Ok(health_center_tokens::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 code_hash: Set(hasher.hash(&normalized)),
@@ -188,7 +195,9 @@ async fn insert_codes(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    health_center_tokens::Entity::insert_many(rows).exec(db).await?;
+    health_center_tokens::Entity::insert_many(rows)
+        .exec(db)
+        .await?;
     Ok((codes, expires_at))
 }
 
@@ -245,7 +254,9 @@ pub async fn list(
     query = match status {
         None => query,
         Some(TokenStatus::Redeemed) => query.filter(Column::RedeemedAt.is_not_null()),
-        Some(TokenStatus::Revoked) => query.filter(Column::RedeemedAt.is_null()).filter(Column::RevokedAt.is_not_null()),
+        Some(TokenStatus::Revoked) => query
+            .filter(Column::RedeemedAt.is_null())
+            .filter(Column::RevokedAt.is_not_null()),
         Some(TokenStatus::Expired) => query
             .filter(Column::RedeemedAt.is_null())
             .filter(Column::RevokedAt.is_null())
@@ -271,9 +282,16 @@ pub async fn revoke(
 ) -> Result<health_center_tokens::Model> {
     use health_center_tokens::Column;
     let not_found = || Error::NotFound(format!("health-center token {id} not found"));
-    let token = health_center_tokens::Entity::find_by_id(id).one(db).await?.ok_or_else(not_found)?;
+    let token = health_center_tokens::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(not_found)?;
     let prefecture = PrefectureCode::from_stored(token.prefecture);
-    if admin.caller.authorize(Action::RevokeToken, prefecture).is_err() {
+    if admin
+        .caller
+        .authorize(Action::RevokeToken, prefecture)
+        .is_err()
+    {
         return Err(not_found());
     }
     let transaction = db.begin().await?;
@@ -292,7 +310,10 @@ pub async fn revoke(
             TokenStatus::Expired => "already expired",
             TokenStatus::Issued => "changed meanwhile; retry",
         };
-        return Err(Error::Conflict { message: format!("health-center token {id} is {state}"), reason: None });
+        return Err(Error::Conflict {
+            message: format!("health-center token {id} is {state}"),
+            reason: None,
+        });
     }
     let entry = AuditEntry {
         admin: &admin.caller,
@@ -303,7 +324,10 @@ pub async fn revoke(
         detail: None,
     };
     audit::record(&transaction, entry, now).await?;
-    let revoked = health_center_tokens::Entity::find_by_id(id).one(&transaction).await?.ok_or_else(not_found)?;
+    let revoked = health_center_tokens::Entity::find_by_id(id)
+        .one(&transaction)
+        .await?
+        .ok_or_else(not_found)?;
     transaction.commit().await?;
     tracing::info!(admin_id = %admin.caller.id, token_id = %id, "health-center token revoked");
     Ok(revoked)

@@ -28,5 +28,5 @@ pub mod rate_limit;
 pub mod secrets;
 pub mod stats;
 pub mod storage;
-pub mod verification;
 pub mod telemetry;
+pub mod verification;

@@ -6,23 +6,23 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
-use futures::{Stream, StreamExt};
-use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
-};
-use tokio::sync::broadcast;
-use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 use crate::{
     admins::CurrentAdmin,
     audit::{self, AuditAction, AuditEntry},
     auth::Action,
     entity::prefecture_notices,
-    pagination::{Page, PageRequest},
     error::{Error, Result},
+    pagination::{Page, PageRequest},
     prefectures::PrefectureCode,
 };
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
 /// Maximum length of a notice message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 2_000;
@@ -135,7 +135,9 @@ pub async fn publish(
     prefecture: PrefectureCode,
     message: &str,
 ) -> Result<Notice> {
-    admin.caller.authorize(Action::PublishNotice, Some(prefecture))?;
+    admin
+        .caller
+        .authorize(Action::PublishNotice, Some(prefecture))?;
     let message = parse_message(message)?;
     let transaction = db.begin().await?;
     let model = prefecture_notices::ActiveModel {
@@ -165,15 +167,30 @@ pub async fn publish(
 }
 
 /// Withdraws a notice, so it is no longer its prefecture's current notice, and audits it.
-pub async fn withdraw(db: &DatabaseConnection, now: DateTime<Utc>, admin: &CurrentAdmin, id: i64) -> Result<Notice> {
+pub async fn withdraw(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    admin: &CurrentAdmin,
+    id: i64,
+) -> Result<Notice> {
     let not_found = || Error::NotFound(format!("notice {id} not found"));
-    let model = prefecture_notices::Entity::find_by_id(id).one(db).await?.ok_or_else(not_found)?;
+    let model = prefecture_notices::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(not_found)?;
     let prefecture = PrefectureCode::from_stored(model.prefecture);
-    if admin.caller.authorize(Action::WithdrawNotice, prefecture).is_err() {
+    if admin
+        .caller
+        .authorize(Action::WithdrawNotice, prefecture)
+        .is_err()
+    {
         return Err(not_found());
     }
     if model.withdrawn_at.is_some() {
-        return Err(Error::Conflict { message: format!("notice {id} is already withdrawn"), reason: None });
+        return Err(Error::Conflict {
+            message: format!("notice {id} is already withdrawn"),
+            reason: None,
+        });
     }
     let transaction = db.begin().await?;
     let mut active: prefecture_notices::ActiveModel = model.into();
@@ -200,7 +217,9 @@ pub async fn history(
     prefecture: PrefectureCode,
     page: &PageRequest,
 ) -> Result<Page<Notice>> {
-    admin.caller.authorize(Action::ViewNoticeHistory, Some(prefecture))?;
+    admin
+        .caller
+        .authorize(Action::ViewNoticeHistory, Some(prefecture))?;
     let mut query = prefecture_notices::Entity::find()
         .filter(prefecture_notices::Column::Prefecture.eq(prefecture.get()))
         .order_by_desc(prefecture_notices::Column::Id);
@@ -208,7 +227,10 @@ pub async fn history(
         query = query.filter(prefecture_notices::Column::Id.lt(after));
     }
     let rows = query.limit(page.first + 1).all(db).await?;
-    let notices = rows.into_iter().map(Notice::from_model).collect::<Result<Vec<_>>>()?;
+    let notices = rows
+        .into_iter()
+        .map(Notice::from_model)
+        .collect::<Result<Vec<_>>>()?;
     Ok(Page::from_rows(notices, page))
 }
 

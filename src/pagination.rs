@@ -48,7 +48,10 @@ impl PageRequest {
     pub fn after_number(&self) -> Result<Option<i64>> {
         self.after
             .as_deref()
-            .map(|key| key.parse().map_err(|_| Error::invalid("after", "invalid cursor")))
+            .map(|key| {
+                key.parse()
+                    .map_err(|_| Error::invalid("after", "invalid cursor"))
+            })
             .transpose()
     }
 
@@ -56,7 +59,10 @@ impl PageRequest {
     pub fn after_uuid(&self) -> Result<Option<uuid::Uuid>> {
         self.after
             .as_deref()
-            .map(|key| key.parse().map_err(|_| Error::invalid("after", "invalid cursor")))
+            .map(|key| {
+                key.parse()
+                    .map_err(|_| Error::invalid("after", "invalid cursor"))
+            })
             .transpose()
     }
 }
@@ -73,7 +79,10 @@ impl<T> Page<T> {
     pub fn from_rows(mut rows: Vec<T>, request: &PageRequest) -> Self {
         let has_next_page = rows.len() as u64 > request.first;
         rows.truncate(request.first as usize);
-        Page { items: rows, has_next_page }
+        Page {
+            items: rows,
+            has_next_page,
+        }
     }
 }
 
@@ -100,7 +109,10 @@ mod tests {
 
     #[test]
     fn from_rows_detects_next_page() {
-        let request = PageRequest { first: 2, after: None };
+        let request = PageRequest {
+            first: 2,
+            after: None,
+        };
         let page = Page::from_rows(vec![1, 2, 3], &request);
         assert_eq!(page.items, vec![1, 2]);
         assert!(page.has_next_page);

@@ -30,7 +30,12 @@ const SWEEP_THRESHOLD: usize = 10_000;
 impl FailureLimiter {
     /// Creates a limiter allowing `limit` failures per `window`.
     pub fn new(limit: u32, window: Duration) -> Self {
-        FailureLimiter { limit, window, delay_step: Duration::ZERO, windows: Mutex::new(HashMap::new()) }
+        FailureLimiter {
+            limit,
+            window,
+            delay_step: Duration::ZERO,
+            windows: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Slows the answer to each failure after the first few by `step` per extra failure.
@@ -40,7 +45,9 @@ impl FailureLimiter {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, (Instant, u32)>> {
-        self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Reserves one attempt for each key, or returns the seconds to wait when any key has used
@@ -115,7 +122,10 @@ mod tests {
         }
         assert_eq!(limiter.reserve(&keys(&["user"]), start), Err(60));
         assert_eq!(limiter.reserve(&keys(&["other"]), start), Ok(()));
-        assert_eq!(limiter.reserve(&keys(&["user"]), start + Duration::from_secs(61)), Ok(()));
+        assert_eq!(
+            limiter.reserve(&keys(&["user"]), start + Duration::from_secs(61)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -135,12 +145,17 @@ mod tests {
         let start = Instant::now();
         assert_eq!(limiter.reserve(&keys(&["address"]), start), Ok(()));
         assert!(limiter.reserve(&keys(&["user", "address"]), start).is_err());
-        assert_eq!(limiter.reserve(&keys(&["user"]), start), Ok(()), "the blocked call reserved nothing");
+        assert_eq!(
+            limiter.reserve(&keys(&["user"]), start),
+            Ok(()),
+            "the blocked call reserved nothing"
+        );
     }
 
     #[test]
     fn delay_grows_after_free_failures() {
-        let limiter = FailureLimiter::new(10, Duration::from_secs(60)).with_delay_step(Duration::from_millis(100));
+        let limiter = FailureLimiter::new(10, Duration::from_secs(60))
+            .with_delay_step(Duration::from_millis(100));
         let start = Instant::now();
         let account = keys(&["account"]);
         for _ in 0..3 {
@@ -149,6 +164,9 @@ mod tests {
         assert_eq!(limiter.delay_for(&account, start), Duration::ZERO);
         limiter.reserve(&account, start).unwrap();
         limiter.reserve(&account, start).unwrap();
-        assert_eq!(limiter.delay_for(&account, start), Duration::from_millis(200));
+        assert_eq!(
+            limiter.delay_for(&account, start),
+            Duration::from_millis(200)
+        );
     }
 }

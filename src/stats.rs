@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sea_orm::{
     sea_query::{Expr, SimpleExpr},
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
+    QuerySelect,
 };
 
 use crate::{
@@ -68,10 +69,16 @@ pub async fn daily(
     to: NaiveDate,
 ) -> Result<Vec<DayStats>> {
     if to < from {
-        return Err(Error::invalid("to", format!("invalid range: to {to} is before from {from}")));
+        return Err(Error::invalid(
+            "to",
+            format!("invalid range: to {to} is before from {from}"),
+        ));
     }
     if (to - from).num_days() >= MAX_DAYS {
-        return Err(Error::invalid("to", format!("invalid range: at most {MAX_DAYS} days at a time")));
+        return Err(Error::invalid(
+            "to",
+            format!("invalid range: at most {MAX_DAYS} days at a time"),
+        ));
     }
     let scope = match prefecture {
         Some(code) => {
@@ -90,11 +97,36 @@ pub async fn daily(
     let devices = count_users_by_day(db, backend, scope, start, end).await?;
     let (profiles_before, profiles_by_day) = count_profiles(db, backend, scope, start, end).await?;
     let uploads = count_uploads(db, backend, scope, start, end).await?;
-    let tokens_issued = count_tokens(db, backend, scope, health_center_tokens::Column::CreatedAt, start, end, None).await?;
-    let tokens_redeemed =
-        count_tokens(db, backend, scope, health_center_tokens::Column::RedeemedAt, start, end, None).await?;
-    let tokens_expired =
-        count_tokens(db, backend, scope, health_center_tokens::Column::ExpiresAt, start, end.min(now), Some(())).await?;
+    let tokens_issued = count_tokens(
+        db,
+        backend,
+        scope,
+        health_center_tokens::Column::CreatedAt,
+        start,
+        end,
+        None,
+    )
+    .await?;
+    let tokens_redeemed = count_tokens(
+        db,
+        backend,
+        scope,
+        health_center_tokens::Column::RedeemedAt,
+        start,
+        end,
+        None,
+    )
+    .await?;
+    let tokens_expired = count_tokens(
+        db,
+        backend,
+        scope,
+        health_center_tokens::Column::ExpiresAt,
+        start,
+        end.min(now),
+        Some(()),
+    )
+    .await?;
 
     let mut profiles = profiles_before;
     let mut days = Vec::new();
@@ -115,7 +147,10 @@ pub async fn daily(
         });
         let uploads_shown = (released || !small).then(|| {
             let mut sum = UploadFigures::default();
-            for figures in day_uploads.into_iter().flat_map(|by_prefecture| by_prefecture.values()) {
+            for figures in day_uploads
+                .into_iter()
+                .flat_map(|by_prefecture| by_prefecture.values())
+            {
                 sum.pending += figures.pending;
                 sum.verified += figures.verified;
                 sum.rejected += figures.rejected;
@@ -128,7 +163,11 @@ pub async fn daily(
         days.push(DayStats {
             date,
             devices_registered: devices.get(&key).copied().unwrap_or(0),
-            profiles: profiles.iter().filter(|(_, count)| **count > 0).map(|(code, count)| (*code, *count)).collect(),
+            profiles: profiles
+                .iter()
+                .filter(|(_, count)| **count > 0)
+                .map(|(code, count)| (*code, *count))
+                .collect(),
             uploads: uploads_shown,
             tokens_issued: tokens_issued.get(&key).copied().unwrap_or(0),
             tokens_expired: tokens_expired.get(&key).copied().unwrap_or(0),
@@ -141,9 +180,9 @@ pub async fn daily(
 /// An SQL expression for the Japan date (`YYYY-MM-DD`) of a timestamp column.
 fn japan_date(backend: DatabaseBackend, table: &str, column: &str) -> SimpleExpr {
     match backend {
-        DatabaseBackend::Postgres => {
-            Expr::cust(format!("to_char(\"{table}\".\"{column}\" AT TIME ZONE 'Asia/Tokyo', 'YYYY-MM-DD')"))
-        }
+        DatabaseBackend::Postgres => Expr::cust(format!(
+            "to_char(\"{table}\".\"{column}\" AT TIME ZONE 'Asia/Tokyo', 'YYYY-MM-DD')"
+        )),
         _ => Expr::cust(format!("date(\"{table}\".\"{column}\", '+9 hours')")),
     }
 }
@@ -166,7 +205,12 @@ async fn count_users_by_day(
     if let Some(code) = scope {
         query = query.filter(users::Column::Prefecture.eq(code.get()));
     }
-    Ok(query.into_tuple::<(String, i64)>().all(db).await?.into_iter().collect())
+    Ok(query
+        .into_tuple::<(String, i64)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// Returns users per prefecture registered before `start`, and those registered on each day.
@@ -176,7 +220,10 @@ async fn count_profiles(
     scope: Option<PrefectureCode>,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-) -> Result<(BTreeMap<PrefectureCode, i64>, HashMap<String, Vec<(PrefectureCode, i64)>>)> {
+) -> Result<(
+    BTreeMap<PrefectureCode, i64>,
+    HashMap<String, Vec<(PrefectureCode, i64)>>,
+)> {
     let scoped = |query: sea_orm::Select<users::Entity>| match scope {
         Some(code) => query.filter(users::Column::Prefecture.eq(code.get())),
         None => query.filter(users::Column::Prefecture.is_not_null()),
@@ -232,7 +279,12 @@ async fn count_uploads(
         .column(Column::Prefecture)
         .column(Column::Status)
         .column_as(Expr::col(Column::Id).count(), "uploads")
-        .column_as(Expr::col(Column::KeyCount).sum().cast_as(sea_orm::sea_query::Alias::new("bigint")), "keys")
+        .column_as(
+            Expr::col(Column::KeyCount)
+                .sum()
+                .cast_as(sea_orm::sea_query::Alias::new("bigint")),
+            "keys",
+        )
         .filter(Column::CreatedAt.gte(start))
         .filter(Column::CreatedAt.lt(end))
         .group_by(day)
@@ -241,7 +293,8 @@ async fn count_uploads(
     if let Some(code) = scope {
         query = query.filter(Column::Prefecture.eq(code.get()));
     }
-    let rows: Vec<(String, Option<i16>, UploadStatus, i64, Option<i64>)> = query.into_tuple().all(db).await?;
+    let rows: Vec<(String, Option<i16>, UploadStatus, i64, Option<i64>)> =
+        query.into_tuple().all(db).await?;
     let mut days: HashMap<String, HashMap<Option<i16>, UploadFigures>> = HashMap::new();
     for (day, prefecture, status, uploads, keys) in rows {
         let figures = days.entry(day).or_default().entry(prefecture).or_default();
@@ -273,7 +326,11 @@ async fn count_tokens(
         Column::CreatedAt => "created_at",
         Column::RedeemedAt => "redeemed_at",
         Column::ExpiresAt => "expires_at",
-        _ => return Err(Error::Internal(anyhow::anyhow!("tokens are not counted by {column:?}"))),
+        _ => {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "tokens are not counted by {column:?}"
+            )))
+        }
     };
     let day = japan_date(backend, "health_center_tokens", name);
     let mut query = health_center_tokens::Entity::find()
@@ -284,10 +341,17 @@ async fn count_tokens(
         .filter(column.lt(end))
         .group_by(day);
     if unused.is_some() {
-        query = query.filter(Column::RedeemedAt.is_null()).filter(Column::RevokedAt.is_null());
+        query = query
+            .filter(Column::RedeemedAt.is_null())
+            .filter(Column::RevokedAt.is_null());
     }
     if let Some(code) = scope {
         query = query.filter(Column::Prefecture.eq(code.get()));
     }
-    Ok(query.into_tuple::<(String, i64)>().all(db).await?.into_iter().collect())
+    Ok(query
+        .into_tuple::<(String, i64)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect())
 }

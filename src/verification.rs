@@ -10,9 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::Expr,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    sea_query::Expr, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -70,7 +69,11 @@ impl Verifier {
             .timeout(timeout)
             .build()
             .context("failed to build the verification HTTP client")?;
-        Ok(Verifier { client, url, attempts: attempts.max(1) })
+        Ok(Verifier {
+            client,
+            url,
+            attempts: attempts.max(1),
+        })
     }
 
     /// Asks the service about one upload, retrying failures with exponential backoff.
@@ -94,7 +97,13 @@ impl Verifier {
     }
 
     async fn ask(&self, request: &VerificationRequest) -> anyhow::Result<Decision> {
-        let response = self.client.post(self.url.clone()).json(request).send().await.context("request failed")?;
+        let response = self
+            .client
+            .post(self.url.clone())
+            .json(request)
+            .send()
+            .await
+            .context("request failed")?;
         let status = response.status();
         if !status.is_success() {
             anyhow::bail!("verification service answered HTTP {status}");
@@ -154,7 +163,12 @@ pub async fn run(
             summary.rejected += 1;
             continue;
         };
-        let request = VerificationRequest { code, upload_id: upload.id, key_count: upload.key_count, uploaded_at: upload.created_at };
+        let request = VerificationRequest {
+            code,
+            upload_id: upload.id,
+            key_count: upload.key_count,
+            uploaded_at: upload.created_at,
+        };
         match verifier.decide(&request).await {
             Ok(Decision::Verified) => {
                 if decide(db, upload.id, UploadStatus::Verified, now).await? {
@@ -178,12 +192,20 @@ pub async fn run(
 
 /// Records a decision on a still-pending upload, clears its code and deletes its keys unless it
 /// was verified. Returns false when the upload was no longer pending (withdrawn or decided).
-async fn decide(db: &DatabaseConnection, id: Uuid, status: UploadStatus, now: DateTime<Utc>) -> anyhow::Result<bool> {
+async fn decide(
+    db: &DatabaseConnection,
+    id: Uuid,
+    status: UploadStatus,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
     let transaction = db.begin().await?;
     let updated = diagnosis_key_uploads::Entity::update_many()
         .col_expr(diagnosis_key_uploads::Column::Status, Expr::value(status))
         .col_expr(diagnosis_key_uploads::Column::DecidedAt, Expr::value(now))
-        .col_expr(diagnosis_key_uploads::Column::VerificationCode, Expr::value(Option::<String>::None))
+        .col_expr(
+            diagnosis_key_uploads::Column::VerificationCode,
+            Expr::value(Option::<String>::None),
+        )
         .filter(diagnosis_key_uploads::Column::Id.eq(id))
         .filter(diagnosis_key_uploads::Column::Status.eq(UploadStatus::Pending))
         .exec(&transaction)

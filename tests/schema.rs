@@ -32,7 +32,8 @@ fn schema_describes_every_type_and_field() {
             described = !in_description;
             continue;
         }
-        if in_description || trimmed.is_empty() {
+        // A line that closes a field's argument list continues that field's declaration.
+        if in_description || trimmed.is_empty() || trimmed.starts_with(')') {
             continue;
         }
         let declares_type = ["type ", "input ", "enum ", "scalar "]

@@ -391,7 +391,7 @@ async fn token_code_ignores_case_and_hyphens() {
 
 #[tokio::test]
 async fn rate_limit_follows_user_and_address() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|config| config.token_attempt_limit_per_address = 5).await;
     let codes = server.issue_tokens(13, 3).await;
     let now = server.clock.now();
     let keys = daily_keys(1, &[1], now);
@@ -443,7 +443,7 @@ async fn rate_limit_follows_user_and_address() {
 
 #[tokio::test]
 async fn rate_limit_counts_address_across_users() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|config| config.token_attempt_limit_per_address = 5).await;
     let code = server.issue_tokens(13, 1).await.remove(0);
     let keys = daily_keys(1, &[1], server.clock.now());
 

@@ -110,7 +110,9 @@ impl MigrationTrait for Migration {
                     .col(integer(DiagnosisKeyUploads::KeyCount))
                     .col(string_len(DiagnosisKeyUploads::KeysDigest, 64))
                     .col(timestamp_with_time_zone(DiagnosisKeyUploads::CreatedAt))
-                    .col(timestamp_with_time_zone_null(DiagnosisKeyUploads::DecidedAt))
+                    .col(timestamp_with_time_zone_null(
+                        DiagnosisKeyUploads::DecidedAt,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .from(DiagnosisKeyUploads::Table, DiagnosisKeyUploads::UserId)

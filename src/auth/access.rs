@@ -140,8 +140,12 @@ impl AdminCaller {
 
 fn forbidden(action: Action, prefecture: Option<PrefectureCode>) -> Error {
     match prefecture {
-        Some(code) => Error::Forbidden(format!("not allowed: {action:?} in prefecture {code} is outside your role")),
-        None => Error::Forbidden(format!("not allowed: {action:?} needs a national or super admin")),
+        Some(code) => Error::Forbidden(format!(
+            "not allowed: {action:?} in prefecture {code} is outside your role"
+        )),
+        None => Error::Forbidden(format!(
+            "not allowed: {action:?} needs a national or super admin"
+        )),
     }
 }
 
@@ -150,7 +154,11 @@ mod tests {
     use super::*;
 
     fn admin(role: Role, prefecture: Option<i16>) -> AdminCaller {
-        AdminCaller { id: uuid::Uuid::nil(), role, prefecture: prefecture.and_then(PrefectureCode::from_stored) }
+        AdminCaller {
+            id: uuid::Uuid::nil(),
+            role,
+            prefecture: prefecture.and_then(PrefectureCode::from_stored),
+        }
     }
 
     fn code(value: i16) -> Option<PrefectureCode> {
@@ -161,9 +169,20 @@ mod tests {
     fn prefecture_admin_is_confined_to_own_prefecture() {
         let osaka = admin(Role::PrefectureAdmin, Some(27));
         for action in Action::ALL {
-            assert!(osaka.authorize(action, code(27)).is_ok(), "{action:?} in own prefecture");
-            assert_eq!(osaka.authorize(action, code(13)).unwrap_err().code(), "FORBIDDEN", "{action:?}");
-            assert_eq!(osaka.authorize(action, None).unwrap_err().code(), "FORBIDDEN", "{action:?} national");
+            assert!(
+                osaka.authorize(action, code(27)).is_ok(),
+                "{action:?} in own prefecture"
+            );
+            assert_eq!(
+                osaka.authorize(action, code(13)).unwrap_err().code(),
+                "FORBIDDEN",
+                "{action:?}"
+            );
+            assert_eq!(
+                osaka.authorize(action, None).unwrap_err().code(),
+                "FORBIDDEN",
+                "{action:?} national"
+            );
         }
     }
 
@@ -180,12 +199,22 @@ mod tests {
     #[test]
     fn nobody_manages_a_higher_role() {
         let national = admin(Role::NationalAdmin, None);
-        assert!(national.authorize_admin_management(Action::CreateAdmin, Role::NationalAdmin, None).is_ok());
-        assert!(national.authorize_admin_management(Action::CreateAdmin, Role::PrefectureAdmin, code(1)).is_ok());
-        assert!(national.authorize_admin_management(Action::CreateAdmin, Role::SuperAdmin, None).is_err());
+        assert!(national
+            .authorize_admin_management(Action::CreateAdmin, Role::NationalAdmin, None)
+            .is_ok());
+        assert!(national
+            .authorize_admin_management(Action::CreateAdmin, Role::PrefectureAdmin, code(1))
+            .is_ok());
+        assert!(national
+            .authorize_admin_management(Action::CreateAdmin, Role::SuperAdmin, None)
+            .is_err());
         let prefecture = admin(Role::PrefectureAdmin, Some(1));
-        assert!(prefecture.authorize_admin_management(Action::DeleteAdmin, Role::PrefectureAdmin, code(1)).is_ok());
-        assert!(prefecture.authorize_admin_management(Action::DeleteAdmin, Role::NationalAdmin, None).is_err());
+        assert!(prefecture
+            .authorize_admin_management(Action::DeleteAdmin, Role::PrefectureAdmin, code(1))
+            .is_ok());
+        assert!(prefecture
+            .authorize_admin_management(Action::DeleteAdmin, Role::NationalAdmin, None)
+            .is_err());
     }
 
     #[test]

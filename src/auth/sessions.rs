@@ -227,7 +227,11 @@ fn hash_refresh_token(token: &str) -> String {
 
 /// Revokes every unrevoked refresh token of a subject, ending all its sessions at their next
 /// refresh.
-pub async fn revoke_sessions(db: &impl ConnectionTrait, subject: Uuid, now: DateTime<Utc>) -> Result<u64> {
+pub async fn revoke_sessions(
+    db: &impl ConnectionTrait,
+    subject: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64> {
     let revoked = refresh_tokens::Entity::update_many()
         .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
         .filter(refresh_tokens::Column::SubjectId.eq(subject))

@@ -11,8 +11,8 @@ use std::{net::IpAddr, time::Instant};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::{Expr, Query},
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set, SqlErr, TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -41,8 +41,10 @@ pub struct UploadContext<'a> {
     pub hasher: &'a CodeHasher,
     pub rules: &'a KeyRules,
     pub mode: VerificationMode,
-    /// Limits wrong token codes per user and per client address.
-    pub attempts: &'a FailureLimiter,
+    /// Limits wrong token codes per user.
+    pub attempts_by_user: &'a FailureLimiter,
+    /// Limits wrong token codes per client address.
+    pub attempts_by_address: &'a FailureLimiter,
     pub now: DateTime<Utc>,
 }
 
@@ -62,27 +64,39 @@ pub async fn upload(
     token_code: &str,
     keys: &[KeyInput],
 ) -> Result<diagnosis_key_uploads::Model> {
-    let keys = validate_keys(keys, context.rules, interval_number(context.now.timestamp()))?;
-    let limiter_keys = attempt_keys(user_id, client_address);
-    // The attempt counts as a failure from here on unless it turns out not to be a wrong code.
-    if let Err(retry_after_seconds) = context.attempts.reserve(&limiter_keys, Instant::now()) {
-        return Err(Error::RateLimited {
-            message: format!("too many wrong health-center tokens; retry in {retry_after_seconds} seconds"),
-            retry_after_seconds,
-        });
-    }
+    let keys = validate_keys(
+        keys,
+        context.rules,
+        interval_number(context.now.timestamp()),
+    )?;
+    // The attempt counts as a failure from here on unless it turns out not to be a wrong code,
+    // so concurrent guesses cannot pass the limit together.
+    let attempt = Attempt::reserve(context, user_id, client_address)?;
     let code = match context.mode {
         VerificationMode::Builtin => normalize(token_code),
         VerificationMode::Http => external_code(token_code),
     };
-    let Some(code) = code else { return Err(unknown_token()) };
-    let upload = NewUpload { user_id, code_hash: context.hasher.hash(&code), digest: keys_digest(&keys), keys };
+    let Some(code) = code else {
+        return Err(unknown_token());
+    };
+    let upload = NewUpload {
+        user_id,
+        code_hash: context.hasher.hash(&code),
+        digest: keys_digest(&keys),
+        keys,
+    };
     let stored = match context.mode {
         VerificationMode::Builtin => upload_builtin(db, &upload, context.now).await,
         VerificationMode::Http => upload_pending(db, &upload, &code, context.now).await,
     };
-    if !matches!(&stored, Err(Error::BadUserInput { reason: Some("UNKNOWN_TOKEN"), .. })) {
-        context.attempts.release(&limiter_keys);
+    if !matches!(
+        &stored,
+        Err(Error::BadUserInput {
+            reason: Some("UNKNOWN_TOKEN"),
+            ..
+        })
+    ) {
+        attempt.release(context);
     }
     let stored = stored?;
     tracing::info!(upload_id = %stored.id, key_count = stored.key_count, status = ?stored.status, "diagnosis keys uploaded");
@@ -123,13 +137,20 @@ impl NewUpload {
 }
 
 /// Spends a locally issued token and stores the keys as VERIFIED, in one transaction.
-async fn upload_builtin(db: &DatabaseConnection, upload: &NewUpload, now: DateTime<Utc>) -> Result<diagnosis_key_uploads::Model> {
+async fn upload_builtin(
+    db: &DatabaseConnection,
+    upload: &NewUpload,
+    now: DateTime<Utc>,
+) -> Result<diagnosis_key_uploads::Model> {
     let transaction = db.begin().await?;
     // Spending the token is the first statement, so two uploads racing for one token cannot both
     // win, and on SQLite the write lock is taken before any read.
     let spent = health_center_tokens::Entity::update_many()
         .col_expr(health_center_tokens::Column::RedeemedAt, Expr::value(now))
-        .col_expr(health_center_tokens::Column::RedeemedBy, Expr::value(upload.user_id))
+        .col_expr(
+            health_center_tokens::Column::RedeemedBy,
+            Expr::value(upload.user_id),
+        )
         .filter(health_center_tokens::Column::CodeHash.eq(&upload.code_hash))
         .filter(health_center_tokens::Column::RedeemedAt.is_null())
         .filter(health_center_tokens::Column::RevokedAt.is_null())
@@ -140,13 +161,21 @@ async fn upload_builtin(db: &DatabaseConnection, upload: &NewUpload, now: DateTi
         .filter(health_center_tokens::Column::CodeHash.eq(&upload.code_hash))
         .one(&transaction)
         .await?;
-    let Some(token) = token else { return Err(unknown_token()) };
+    let Some(token) = token else {
+        return Err(unknown_token());
+    };
     if spent.rows_affected == 0 {
         drop(transaction);
         return unusable_token(db, &token, upload, now).await;
     }
     let stored = upload
-        .model(Some(token.id), Some(token.prefecture), UploadStatus::Verified, None, now)
+        .model(
+            Some(token.id),
+            Some(token.prefecture),
+            UploadStatus::Verified,
+            None,
+            now,
+        )
         .insert(&transaction)
         .await?;
     insert_keys(&transaction, stored.id, &upload.keys).await?;
@@ -163,7 +192,13 @@ async fn upload_pending(
 ) -> Result<diagnosis_key_uploads::Model> {
     let transaction = db.begin().await?;
     let inserted = upload
-        .model(None, None, UploadStatus::Pending, Some(code.to_owned()), now)
+        .model(
+            None,
+            None,
+            UploadStatus::Pending,
+            Some(code.to_owned()),
+            now,
+        )
         .insert(&transaction)
         .await;
     let stored = match inserted {
@@ -175,7 +210,10 @@ async fn upload_pending(
         Err(error) => return Err(error.into()),
     };
     // The prefecture of an externally verified upload is the user's, for statistics.
-    let prefecture = users::Entity::find_by_id(upload.user_id).one(&transaction).await?.and_then(|user| user.prefecture);
+    let prefecture = users::Entity::find_by_id(upload.user_id)
+        .one(&transaction)
+        .await?
+        .and_then(|user| user.prefecture);
     let stored = if prefecture.is_some() {
         let mut active: diagnosis_key_uploads::ActiveModel = stored.into();
         active.prefecture = Set(prefecture);
@@ -215,23 +253,39 @@ async fn unusable_token(
         return earlier_upload(db, upload).await;
     }
     if token.revoked_at.is_some() {
-        return Err(token_error("REVOKED_TOKEN", "this health-center token was revoked; ask the health center for a new one"));
+        return Err(token_error(
+            "REVOKED_TOKEN",
+            "this health-center token was revoked; ask the health center for a new one",
+        ));
     }
     if token.expires_at <= now {
-        return Err(token_error("EXPIRED_TOKEN", "this health-center token has expired; ask the health center for a new one"));
+        return Err(token_error(
+            "EXPIRED_TOKEN",
+            "this health-center token has expired; ask the health center for a new one",
+        ));
     }
-    Err(Error::Internal(anyhow::anyhow!("token {} is usable but was not spent", token.id)))
+    Err(Error::Internal(anyhow::anyhow!(
+        "token {} is usable but was not spent",
+        token.id
+    )))
 }
 
 /// Returns the earlier upload with the same code when it is this user's with the same keys,
 /// and `CONFLICT` otherwise.
-async fn earlier_upload(db: &DatabaseConnection, upload: &NewUpload) -> Result<diagnosis_key_uploads::Model> {
+async fn earlier_upload(
+    db: &DatabaseConnection,
+    upload: &NewUpload,
+) -> Result<diagnosis_key_uploads::Model> {
     let earlier = diagnosis_key_uploads::Entity::find()
         .filter(diagnosis_key_uploads::Column::CodeHash.eq(&upload.code_hash))
         .one(db)
         .await?;
     match earlier {
-        Some(earlier) if earlier.user_id == upload.user_id && earlier.keys_digest == upload.digest => Ok(earlier),
+        Some(earlier)
+            if earlier.user_id == upload.user_id && earlier.keys_digest == upload.digest =>
+        {
+            Ok(earlier)
+        }
         _ => Err(Error::Conflict {
             message: "this health-center token was already used for an upload".into(),
             reason: Some("SPENT_TOKEN"),
@@ -250,7 +304,10 @@ fn external_code(input: &str) -> Option<String> {
 }
 
 fn unknown_token() -> Error {
-    token_error("UNKNOWN_TOKEN", "unknown health-center token; check the code you were given")
+    token_error(
+        "UNKNOWN_TOKEN",
+        "unknown health-center token; check the code you were given",
+    )
 }
 
 /// Deletes all of the user's uploads and their keys, and returns how many keys were removed.
@@ -286,14 +343,49 @@ fn token_error(reason: &'static str, message: &str) -> Error {
     }
 }
 
-fn attempt_keys(user_id: Uuid, client_address: Option<IpAddr>) -> Vec<String> {
-    let mut keys = vec![format!("user:{user_id}")];
-    if let Some(address) = client_address {
-        keys.push(format!("address:{address}"));
-    }
-    keys
+/// An upload attempt reserved against the per-user and per-address limits.
+struct Attempt {
+    user: Vec<String>,
+    address: Vec<String>,
 }
 
+impl Attempt {
+    fn reserve(
+        context: &UploadContext<'_>,
+        user_id: Uuid,
+        client_address: Option<IpAddr>,
+    ) -> Result<Self> {
+        let now = Instant::now();
+        let attempt = Attempt {
+            user: vec![user_id.to_string()],
+            address: client_address
+                .map(|address| address.to_string())
+                .into_iter()
+                .collect(),
+        };
+        let limited = |retry_after_seconds| Error::RateLimited {
+            message: format!(
+                "too many wrong health-center tokens; retry in {retry_after_seconds} seconds"
+            ),
+            retry_after_seconds,
+        };
+        context
+            .attempts_by_user
+            .reserve(&attempt.user, now)
+            .map_err(limited)?;
+        if let Err(retry_after_seconds) = context.attempts_by_address.reserve(&attempt.address, now)
+        {
+            context.attempts_by_user.release(&attempt.user);
+            return Err(limited(retry_after_seconds));
+        }
+        Ok(attempt)
+    }
+
+    fn release(&self, context: &UploadContext<'_>) {
+        context.attempts_by_user.release(&self.user);
+        context.attempts_by_address.release(&self.address);
+    }
+}
 
 /// Digests the keys independent of their order, to recognise a retried upload.
 fn keys_digest(keys: &[ValidKey]) -> String {

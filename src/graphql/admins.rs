@@ -1,10 +1,11 @@
 //! Admin accounts and the audit log, for the health-authority dashboard.
 
-use async_graphql::{connection::Connection, Context, Enum, InputObject, Object, SimpleObject, ID};
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use super::{
-    types::{connection, current_admin, parse_uuid, Prefecture},
+    connection::{connection, Connection},
+    types::{current_admin, parse_uuid, Prefecture},
     ContextExt, ResultExt,
 };
 use crate::{
@@ -39,6 +40,7 @@ impl AdminRole {
 /// A health-authority admin account.
 pub struct Admin(pub entity::admins::Model);
 
+/// A health-authority admin account.
 #[Object]
 impl Admin {
     /// Identifier of the account.
@@ -62,7 +64,10 @@ impl Admin {
 
     /// The prefecture of a PREFECTURE_ADMIN; null for the other roles.
     async fn prefecture(&self) -> Option<Prefecture> {
-        self.0.prefecture.and_then(PrefectureCode::from_stored).map(Prefecture)
+        self.0
+            .prefecture
+            .and_then(PrefectureCode::from_stored)
+            .map(Prefecture)
     }
 
     /// When the account was created.
@@ -138,7 +143,10 @@ impl AdminQuery {
     /// The calling admin. Needs an admin access token.
     async fn viewer(&self, context: &Context<'_>) -> async_graphql::Result<Admin> {
         let admin = current_admin(context).await?;
-        admins::find(&context.app().db, &admin.caller, admin.caller.id).await.graphql(context).map(Admin)
+        admins::find(&context.app().db, &admin.caller, admin.caller.id)
+            .await
+            .graphql(context)
+            .map(Admin)
     }
 
     /// Admin accounts the caller may see, oldest first: all of them for national and super
@@ -148,18 +156,27 @@ impl AdminQuery {
         context: &Context<'_>,
         #[graphql(desc = "Number of accounts, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last account of the previous page.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Admin>> {
+    ) -> async_graphql::Result<Connection<Admin>> {
         let admin = current_admin(context).await?;
         let page = PageRequest::parse(first, after.as_deref()).graphql(context)?;
-        let accounts = admins::list(&context.app().db, &admin.caller, &page).await.graphql(context)?;
-        Ok(connection(accounts, |account| account.id.to_string(), Admin))
+        let accounts = admins::list(&context.app().db, &admin.caller, &page)
+            .await
+            .graphql(context)?;
+        Ok(connection(
+            accounts,
+            |account| account.id.to_string(),
+            Admin,
+        ))
     }
 
     /// One admin account the caller may see.
     async fn admin(&self, context: &Context<'_>, id: ID) -> async_graphql::Result<Admin> {
         let admin = current_admin(context).await?;
         let id = parse_uuid(&id, "id").graphql(context)?;
-        admins::find(&context.app().db, &admin.caller, id).await.graphql(context).map(Admin)
+        admins::find(&context.app().db, &admin.caller, id)
+            .await
+            .graphql(context)
+            .map(Admin)
     }
 
     /// Recorded admin actions, newest first: all of them for national and super admins, those
@@ -169,12 +186,21 @@ impl AdminQuery {
         context: &Context<'_>,
         #[graphql(desc = "Number of entries, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last entry of the previous page.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, AuditLogEntry>> {
+    ) -> async_graphql::Result<Connection<AuditLogEntry>> {
         let admin = current_admin(context).await?;
-        let visibility = admin.caller.visibility(Action::ViewAuditLog).graphql(context)?;
+        let visibility = admin
+            .caller
+            .visibility(Action::ViewAuditLog)
+            .graphql(context)?;
         let page = PageRequest::parse(first, after.as_deref()).graphql(context)?;
-        let entries = audit::list(&context.app().db, visibility, &page).await.graphql(context)?;
-        Ok(connection(entries, |entry| entry.id.to_string(), AuditLogEntry::from))
+        let entries = audit::list(&context.app().db, visibility, &page)
+            .await
+            .graphql(context)?;
+        Ok(connection(
+            entries,
+            |entry| entry.id.to_string(),
+            AuditLogEntry::from,
+        ))
     }
 }
 
@@ -185,15 +211,30 @@ pub struct AdminMutation;
 impl AdminMutation {
     /// Creates an admin account with a role at most the caller's own, within the caller's
     /// prefecture for a prefecture admin.
-    async fn create_admin(&self, context: &Context<'_>, input: CreateAdminInput) -> async_graphql::Result<Admin> {
+    async fn create_admin(
+        &self,
+        context: &Context<'_>,
+        input: CreateAdminInput,
+    ) -> async_graphql::Result<Admin> {
         let app = context.app();
         let admin = current_admin(context).await?;
-        let prefecture =
-            input.prefecture.map(|code| PrefectureCode::parse(code, "input.prefecture")).transpose().graphql(context)?;
-        admins::create_by(&app.db, &admin, app.clock.now(), &input.email, &input.password, input.role.role(), prefecture)
-            .await
-            .graphql(context)
-            .map(Admin)
+        let prefecture = input
+            .prefecture
+            .map(|code| PrefectureCode::parse(code, "input.prefecture"))
+            .transpose()
+            .graphql(context)?;
+        admins::create_by(
+            &app.db,
+            &admin,
+            app.clock.now(),
+            &input.email,
+            &input.password,
+            input.role.role(),
+            prefecture,
+        )
+        .await
+        .graphql(context)
+        .map(Admin)
     }
 
     /// Deletes an admin account the caller may manage, ends its sessions and returns it.
@@ -201,17 +242,29 @@ impl AdminMutation {
         let app = context.app();
         let admin = current_admin(context).await?;
         let id = parse_uuid(&id, "id").graphql(context)?;
-        admins::delete(&app.db, &admin, app.clock.now(), id).await.graphql(context).map(Admin)
+        admins::delete(&app.db, &admin, app.clock.now(), id)
+            .await
+            .graphql(context)
+            .map(Admin)
     }
 
     /// Changes the caller's password and ends its other sessions at their next refresh.
-    async fn change_password(&self, context: &Context<'_>, input: ChangePasswordInput) -> async_graphql::Result<bool> {
+    async fn change_password(
+        &self,
+        context: &Context<'_>,
+        input: ChangePasswordInput,
+    ) -> async_graphql::Result<bool> {
         let app = context.app();
         let admin = current_admin(context).await?;
-        admins::change_password(&app.db, &admin, app.clock.now(), &input.current_password, &input.new_password)
-            .await
-            .graphql(context)?;
+        admins::change_password(
+            &app.db,
+            &admin,
+            app.clock.now(),
+            &input.current_password,
+            &input.new_password,
+        )
+        .await
+        .graphql(context)?;
         Ok(true)
     }
 }
-

@@ -64,7 +64,8 @@ impl DiagnosisKeyMutation {
             hasher: &app.code_hasher,
             rules: &app.key_rules,
             mode: app.verification_mode,
-            attempts: &app.token_attempts,
+            attempts_by_user: &app.token_attempts_by_user,
+            attempts_by_address: &app.token_attempts_by_address,
             now: app.clock.now(),
         };
         diagnosis_keys::upload(

@@ -1,10 +1,11 @@
 //! Issuing, listing and revoking health-center tokens.
 
-use async_graphql::{connection::Connection, Context, Enum, InputObject, Object, SimpleObject, ID};
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use super::{
-    types::{connection, current_admin, parse_uuid, Prefecture},
+    connection::{connection, Connection},
+    types::{current_admin, parse_uuid, Prefecture},
     ContextExt, ResultExt,
 };
 use crate::{
@@ -55,6 +56,7 @@ pub struct HealthCenterToken {
     status: TokenStatus,
 }
 
+/// An issued health-center token. Its code is shown only once, when issued.
 #[Object]
 impl HealthCenterToken {
     /// Identifier of the token, for `revokeHealthCenterToken`.
@@ -123,23 +125,40 @@ impl HealthCenterTokenQuery {
     async fn health_center_tokens(
         &self,
         context: &Context<'_>,
+        #[graphql(desc = "JIS X 0401 code (1 to 47); leave out for every visible prefecture.")]
         prefecture: Option<i32>,
-        status: Option<HealthCenterTokenStatus>,
+        #[graphql(desc = "Only tokens in this state; leave out for all.")] status: Option<
+            HealthCenterTokenStatus,
+        >,
         #[graphql(desc = "Number of tokens, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last token of the previous page.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, HealthCenterToken>> {
+    ) -> async_graphql::Result<Connection<HealthCenterToken>> {
         let app = context.app();
         let admin = current_admin(context).await?;
-        let prefecture = prefecture.map(|code| PrefectureCode::parse(code, "prefecture")).transpose().graphql(context)?;
+        let prefecture = prefecture
+            .map(|code| PrefectureCode::parse(code, "prefecture"))
+            .transpose()
+            .graphql(context)?;
         let page = PageRequest::parse(first, after.as_deref()).graphql(context)?;
         let now = app.clock.now();
-        let tokens = health_center_tokens::list(&app.db, &admin, now, prefecture, status.map(TokenStatus::from), &page)
-            .await
-            .graphql(context)?;
-        Ok(connection(tokens, |token| token.id.to_string(), |model| HealthCenterToken {
-            status: TokenStatus::of(&model, now),
-            model,
-        }))
+        let tokens = health_center_tokens::list(
+            &app.db,
+            &admin,
+            now,
+            prefecture,
+            status.map(TokenStatus::from),
+            &page,
+        )
+        .await
+        .graphql(context)?;
+        Ok(connection(
+            tokens,
+            |token| token.id.to_string(),
+            |model| HealthCenterToken {
+                status: TokenStatus::of(&model, now),
+                model,
+            },
+        ))
     }
 }
 
@@ -157,7 +176,8 @@ impl HealthCenterTokenMutation {
     ) -> async_graphql::Result<IssuedHealthCenterTokens> {
         let app = context.app();
         let admin = current_admin(context).await?;
-        let prefecture = PrefectureCode::parse(input.prefecture, "input.prefecture").graphql(context)?;
+        let prefecture =
+            PrefectureCode::parse(input.prefecture, "input.prefecture").graphql(context)?;
         let count = u32::try_from(input.count).unwrap_or(0);
         let valid_for = chrono::Duration::hours(i64::from(input.valid_for_hours));
         let (codes, expires_at) = health_center_tokens::issue_by(
@@ -177,12 +197,21 @@ impl HealthCenterTokenMutation {
 
     /// Revokes an unused token so no upload can spend it. Needs an admin of its prefecture or
     /// above.
-    async fn revoke_health_center_token(&self, context: &Context<'_>, id: ID) -> async_graphql::Result<HealthCenterToken> {
+    async fn revoke_health_center_token(
+        &self,
+        context: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<HealthCenterToken> {
         let app = context.app();
         let admin = current_admin(context).await?;
         let id = parse_uuid(&id, "id").graphql(context)?;
         let now = app.clock.now();
-        let model = health_center_tokens::revoke(&app.db, &admin, now, id).await.graphql(context)?;
-        Ok(HealthCenterToken { status: TokenStatus::of(&model, now), model })
+        let model = health_center_tokens::revoke(&app.db, &admin, now, id)
+            .await
+            .graphql(context)?;
+        Ok(HealthCenterToken {
+            status: TokenStatus::of(&model, now),
+            model,
+        })
     }
 }

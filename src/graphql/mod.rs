@@ -1,6 +1,7 @@
 //! Schema assembly and the per-request context. One module per domain holds its resolvers.
 
 mod admins;
+mod connection;
 mod diagnosis_keys;
 mod exports;
 mod health_center_tokens;

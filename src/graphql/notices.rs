@@ -1,18 +1,14 @@
 //! Publishing, withdrawing and listing prefecture notices, and subscribing to new ones.
 
-use async_graphql::{connection::Connection, Context, InputObject, Object, Subscription, ID};
+use async_graphql::{Context, InputObject, Object, Subscription, ID};
 use futures::{Stream, StreamExt};
 
 use super::{
-    types::{connection, current_admin, PrefectureNotice},
+    connection::{connection, Connection},
+    types::{current_admin, PrefectureNotice},
     ContextExt, ResultExt,
 };
-use crate::{
-    error::Error,
-    notices,
-    pagination::PageRequest,
-    prefectures::PrefectureCode,
-};
+use crate::{error::Error, notices, pagination::PageRequest, prefectures::PrefectureCode};
 
 /// Input of `publishPrefectureNotice`.
 #[derive(InputObject)]
@@ -33,15 +29,21 @@ impl NoticeQuery {
     async fn prefecture_notice_history(
         &self,
         context: &Context<'_>,
-        prefecture: i32,
+        #[graphql(desc = "JIS X 0401 code (1 to 47) of the prefecture.")] prefecture: i32,
         #[graphql(desc = "Number of notices, 1 to 100 (default 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last notice of the previous page.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, PrefectureNotice>> {
+    ) -> async_graphql::Result<Connection<PrefectureNotice>> {
         let admin = current_admin(context).await?;
         let prefecture = PrefectureCode::parse(prefecture, "prefecture").graphql(context)?;
         let page = PageRequest::parse(first, after.as_deref()).graphql(context)?;
-        let notices = notices::history(&context.app().db, &admin, prefecture, &page).await.graphql(context)?;
-        Ok(connection(notices, |notice| notice.id.to_string(), PrefectureNotice))
+        let notices = notices::history(&context.app().db, &admin, prefecture, &page)
+            .await
+            .graphql(context)?;
+        Ok(connection(
+            notices,
+            |notice| notice.id.to_string(),
+            PrefectureNotice,
+        ))
     }
 }
 
@@ -59,20 +61,38 @@ impl NoticeMutation {
     ) -> async_graphql::Result<PrefectureNotice> {
         let app = context.app();
         let admin = current_admin(context).await?;
-        let prefecture = PrefectureCode::parse(input.prefecture, "input.prefecture").graphql(context)?;
-        notices::publish(&app.db, &app.notices, app.clock.now(), &admin, prefecture, &input.message)
-            .await
-            .graphql(context)
-            .map(PrefectureNotice)
+        let prefecture =
+            PrefectureCode::parse(input.prefecture, "input.prefecture").graphql(context)?;
+        notices::publish(
+            &app.db,
+            &app.notices,
+            app.clock.now(),
+            &admin,
+            prefecture,
+            &input.message,
+        )
+        .await
+        .graphql(context)
+        .map(PrefectureNotice)
     }
 
     /// Withdraws a notice, so it is no longer its prefecture's current notice. Needs an admin of
     /// that prefecture or above.
-    async fn withdraw_prefecture_notice(&self, context: &Context<'_>, id: ID) -> async_graphql::Result<PrefectureNotice> {
+    async fn withdraw_prefecture_notice(
+        &self,
+        context: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<PrefectureNotice> {
         let app = context.app();
         let admin = current_admin(context).await?;
-        let id: i64 = id.parse().map_err(|_| Error::invalid("id", format!("invalid notice id {:?}", id.as_str()))).graphql(context)?;
-        notices::withdraw(&app.db, app.clock.now(), &admin, id).await.graphql(context).map(PrefectureNotice)
+        let id: i64 = id
+            .parse()
+            .map_err(|_| Error::invalid("id", format!("invalid notice id {:?}", id.as_str())))
+            .graphql(context)?;
+        notices::withdraw(&app.db, app.clock.now(), &admin, id)
+            .await
+            .graphql(context)
+            .map(PrefectureNotice)
     }
 }
 
@@ -91,6 +111,10 @@ impl NoticeSubscription {
             return Err(Error::Unauthenticated(message.clone())).graphql(context);
         }
         let prefecture = PrefectureCode::parse(prefecture, "prefecture").graphql(context)?;
-        Ok(context.app().notices.subscribe(prefecture).map(PrefectureNotice))
+        Ok(context
+            .app()
+            .notices
+            .subscribe(prefecture)
+            .map(PrefectureNotice))
     }
 }

@@ -1,22 +1,30 @@
 //! Daily statistics for the dashboard.
 
-use async_graphql::{Context, InputValueError, InputValueResult, Object, Scalar, ScalarType, SimpleObject, Value};
+use async_graphql::{
+    Context, InputValueError, InputValueResult, Object, Scalar, ScalarType, SimpleObject, Value,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{types::{current_admin, Prefecture}, ContextExt, ResultExt};
+use super::{
+    types::{current_admin, Prefecture},
+    ContextExt, ResultExt,
+};
 use crate::{error::Error, exports, prefectures::PrefectureCode, stats};
 
 /// A calendar date in ISO 8601 form, such as `2026-12-04`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Date(pub NaiveDate);
 
+/// A calendar date in ISO 8601 form, such as `2026-12-04`.
 #[Scalar(name = "Date")]
 impl ScalarType for Date {
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
             Value::String(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
                 .map(Date)
-                .map_err(|_| InputValueError::custom(format!("invalid date {text:?}: expected YYYY-MM-DD"))),
+                .map_err(|_| {
+                    InputValueError::custom(format!("invalid date {text:?}: expected YYYY-MM-DD"))
+                }),
             _ => Err(InputValueError::expected_type(value)),
         }
     }
@@ -38,6 +46,7 @@ pub struct PrefectureCount {
 /// Figures of one calendar day in Japan time.
 pub struct DayStats(stats::DayStats);
 
+/// Figures of one calendar day in Japan time.
 #[Object]
 impl DayStats {
     /// The day, in Japan time.
@@ -52,7 +61,14 @@ impl DayStats {
 
     /// Users per prefecture registered by the end of the day, by their current profile.
     async fn profiles(&self) -> Vec<PrefectureCount> {
-        self.0.profiles.iter().map(|(code, count)| PrefectureCount { prefecture: Prefecture(*code), count: *count }).collect()
+        self.0
+            .profiles
+            .iter()
+            .map(|(code, count)| PrefectureCount {
+                prefecture: Prefecture(*code),
+                count: *count,
+            })
+            .collect()
     }
 
     /// True while the day's upload figures are withheld: a prefecture had fewer than 10 uploads
@@ -83,7 +99,10 @@ impl DayStats {
 
     /// Keys of the day's verified uploads, which the export publishes; null while withheld.
     async fn keys_published(&self) -> Option<i64> {
-        self.0.uploads.as_ref().map(|uploads| uploads.keys_published)
+        self.0
+            .uploads
+            .as_ref()
+            .map(|uploads| uploads.keys_published)
     }
 
     /// Health-center tokens issued that day.
@@ -93,7 +112,10 @@ impl DayStats {
 
     /// Tokens redeemed that day; null while the upload figures are withheld.
     async fn tokens_redeemed(&self) -> Option<i64> {
-        self.0.uploads.as_ref().map(|uploads| uploads.tokens_redeemed)
+        self.0
+            .uploads
+            .as_ref()
+            .map(|uploads| uploads.tokens_redeemed)
     }
 
     /// Tokens that expired unused that day.
@@ -119,6 +141,7 @@ pub struct Stats {
     latest_export: Option<exports::ExportIndex>,
 }
 
+/// Statistics over a range of days.
 #[Object]
 impl Stats {
     /// One entry per day of the range, in order.
@@ -152,9 +175,20 @@ impl StatsQuery {
     ) -> async_graphql::Result<Stats> {
         let app = context.app();
         let admin = current_admin(context).await?;
-        let prefecture = prefecture.map(|code| PrefectureCode::parse(code, "prefecture")).transpose().graphql(context)?;
-        let days = stats::daily(&app.db, &admin, app.clock.now(), prefecture, from.0, to.0).await.graphql(context)?;
-        let latest_export = exports::read_index(&app.exports).await.map_err(Error::Internal).graphql(context)?;
-        Ok(Stats { days, latest_export })
+        let prefecture = prefecture
+            .map(|code| PrefectureCode::parse(code, "prefecture"))
+            .transpose()
+            .graphql(context)?;
+        let days = stats::daily(&app.db, &admin, app.clock.now(), prefecture, from.0, to.0)
+            .await
+            .graphql(context)?;
+        let latest_export = exports::read_index(&app.exports)
+            .await
+            .map_err(Error::Internal)
+            .graphql(context)?;
+        Ok(Stats {
+            days,
+            latest_export,
+        })
     }
 }

@@ -199,26 +199,21 @@ pub(super) async fn current_user(context: &Context<'_>) -> async_graphql::Result
 }
 
 /// Returns the calling admin's current account, for resolvers of several domains.
-pub(super) async fn current_admin(context: &Context<'_>) -> async_graphql::Result<crate::admins::CurrentAdmin> {
+pub(super) async fn current_admin(
+    context: &Context<'_>,
+) -> async_graphql::Result<crate::admins::CurrentAdmin> {
     let admin_id = context.request().caller.require_admin().graphql(context)?;
-    crate::admins::current(&context.app().db, admin_id).await.graphql(context)
-}
-
-/// Builds a GraphQL connection from a page of rows.
-pub(super) fn connection<T, N: async_graphql::OutputType>(
-    page: crate::pagination::Page<T>,
-    sort_key: impl Fn(&T) -> String,
-    node: impl Fn(T) -> N,
-) -> async_graphql::connection::Connection<String, N> {
-    let mut connection = async_graphql::connection::Connection::new(false, page.has_next_page);
-    connection.edges.extend(page.items.into_iter().map(|item| {
-        let cursor = crate::pagination::cursor(sort_key(&item));
-        async_graphql::connection::Edge::new(cursor, node(item))
-    }));
-    connection
+    crate::admins::current(&context.app().db, admin_id)
+        .await
+        .graphql(context)
 }
 
 /// Parses an ID argument as a UUID, naming the argument in the error.
 pub(super) fn parse_uuid(id: &ID, field: &str) -> crate::error::Result<uuid::Uuid> {
-    id.parse().map_err(|_| crate::error::Error::invalid(field, format!("invalid {field} {:?}: expected a UUID", id.as_str())))
+    id.parse().map_err(|_| {
+        crate::error::Error::invalid(
+            field,
+            format!("invalid {field} {:?}: expected a UUID", id.as_str()),
+        )
+    })
 }

@@ -11,11 +11,19 @@ use crate::{
 
 /// Runs one verification pass and logs its outcome. Does nothing in builtin mode.
 pub async fn verify_uploads(app: &AppState) -> anyhow::Result<RunSummary> {
-    let Some(verifier) = &app.verifier else { return Ok(RunSummary::default()) };
+    let Some(verifier) = &app.verifier else {
+        return Ok(RunSummary::default());
+    };
     let span = tracing::info_span!("job", name = "verify_uploads");
     async {
         let started = Instant::now();
-        let result = verification::run(&app.db, verifier, app.clock.now(), app.config.verification_pending_ttl).await;
+        let result = verification::run(
+            &app.db,
+            verifier,
+            app.clock.now(),
+            app.config.verification_pending_ttl,
+        )
+        .await;
         match &result {
             Ok(summary) => tracing::info!(
                 verified = summary.verified,
