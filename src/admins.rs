@@ -54,7 +54,7 @@ pub fn parse_email(email: &str) -> Result<String> {
 /// Checks a new password's length.
 pub fn check_password(password: &str) -> Result<()> {
     let length = password.chars().count();
-    if length < MIN_PASSWORD_CHARS || length > MAX_PASSWORD_CHARS {
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&length) {
         return Err(Error::invalid(
             "password",
             format!("invalid password: it must have {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"),

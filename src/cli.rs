@@ -96,7 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let index = jobs::export_keys(&app).await?;
             let keys: u64 = index.files.iter().map(|file| file.key_count).sum();
             eprintln!(
-                "exported {keys} keys to {}",
+                "export finished: {keys} keys published in {}",
                 app.config.export_dir().display()
             );
             Ok(())
@@ -157,7 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{code}");
             }
             eprintln!(
-                "issued {} tokens for prefecture {prefecture}, valid until {expires_at}",
+                "tokens issued: {} for prefecture {prefecture}, valid until {expires_at}",
                 codes.len()
             );
             Ok(())

@@ -196,6 +196,16 @@ pub struct Config {
     )]
     pub verification_schedule: String,
 
+    /// Networks of the load balancers in front of the server (comma-separated CIDRs, such as
+    /// `10.0.0.0/8`). From these peers the client address is read from `X-Forwarded-For`.
+    #[arg(
+        long,
+        env = "MAMORI_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Maximum size of a request body in bytes.
     #[arg(long, env = "MAMORI_MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
     pub max_body_bytes: usize,

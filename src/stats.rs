@@ -104,7 +104,7 @@ pub async fn daily(
         health_center_tokens::Column::CreatedAt,
         start,
         end,
-        None,
+        false,
     )
     .await?;
     let tokens_redeemed = count_tokens(
@@ -114,7 +114,7 @@ pub async fn daily(
         health_center_tokens::Column::RedeemedAt,
         start,
         end,
-        None,
+        false,
     )
     .await?;
     let tokens_expired = count_tokens(
@@ -124,7 +124,7 @@ pub async fn daily(
         health_center_tokens::Column::ExpiresAt,
         start,
         end.min(now),
-        Some(()),
+        true,
     )
     .await?;
 
@@ -263,6 +263,9 @@ async fn count_profiles(
     Ok((before, days))
 }
 
+/// Japan date, prefecture, status, number of uploads and their keys.
+type UploadCountRow = (String, Option<i16>, UploadStatus, i64, Option<i64>);
+
 /// Returns upload figures per day and per prefecture (`None`: uploads without a prefecture).
 async fn count_uploads(
     db: &DatabaseConnection,
@@ -293,8 +296,7 @@ async fn count_uploads(
     if let Some(code) = scope {
         query = query.filter(Column::Prefecture.eq(code.get()));
     }
-    let rows: Vec<(String, Option<i16>, UploadStatus, i64, Option<i64>)> =
-        query.into_tuple().all(db).await?;
+    let rows: Vec<UploadCountRow> = query.into_tuple().all(db).await?;
     let mut days: HashMap<String, HashMap<Option<i16>, UploadFigures>> = HashMap::new();
     for (day, prefecture, status, uploads, keys) in rows {
         let figures = days.entry(day).or_default().entry(prefecture).or_default();
@@ -311,7 +313,7 @@ async fn count_uploads(
     Ok(days)
 }
 
-/// Counts tokens per day of `column`. With `unused`, only tokens never redeemed nor revoked.
+/// Counts tokens per day of `column`. With `unused_only`, only tokens never redeemed nor revoked.
 async fn count_tokens(
     db: &DatabaseConnection,
     backend: DatabaseBackend,
@@ -319,7 +321,7 @@ async fn count_tokens(
     column: health_center_tokens::Column,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-    unused: Option<()>,
+    unused_only: bool,
 ) -> Result<HashMap<String, i64>> {
     use health_center_tokens::Column;
     let name = match column {
@@ -340,7 +342,7 @@ async fn count_tokens(
         .filter(column.gte(start))
         .filter(column.lt(end))
         .group_by(day);
-    if unused.is_some() {
+    if unused_only {
         query = query
             .filter(Column::RedeemedAt.is_null())
             .filter(Column::RevokedAt.is_null());

@@ -17,6 +17,8 @@ use crate::{
 };
 
 /// The role of an admin account.
+// The variant names are the dashboard's contract, suffix included.
+#[allow(clippy::enum_variant_names)]
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 pub enum AdminRole {
     /// Every permission.

@@ -7,7 +7,11 @@
 //!   client asks for it, otherwise `application/json`. Under the former, a request that fails to
 //!   parse or validate is 400 and has no `data`.
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use async_graphql::{
     http::ALL_WEBSOCKET_PROTOCOLS,
@@ -221,9 +225,10 @@ async fn execute(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     let caller = Caller::from_authorization(authorization, &state.app.keys, now);
+    let client = client_address(peer, headers, &state.app.config.trusted_proxies);
     let request = request.data(RequestContext {
         caller,
-        client_address: Some(peer.ip()),
+        client_address: Some(client),
         request_id,
     });
 
@@ -341,6 +346,7 @@ pub async fn websocket(
         .unwrap_or_default()
         .to_owned();
     let transport_ws = selected_subprotocol(&headers) == Some("graphql-transport-ws");
+    let client = client_address(peer, &headers, &state.app.config.trusted_proxies);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
@@ -376,7 +382,7 @@ pub async fn websocket(
                     let mut data = Data::default();
                     data.insert(RequestContext {
                         caller,
-                        client_address: Some(peer.ip()),
+                        client_address: Some(client),
                         request_id,
                     });
                     Ok(data)
@@ -419,6 +425,30 @@ fn close_message(code: u16, reason: &'static str) -> Message {
     }))
 }
 
+/// Returns the client's address: the TCP peer, or, when the peer is a trusted proxy, the
+/// nearest address in `X-Forwarded-For` that is not a trusted proxy itself.
+fn client_address(peer: SocketAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |address: &IpAddr| trusted.iter().any(|network| network.contains(address));
+    if !is_trusted(&peer.ip()) {
+        return peer.ip();
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .collect();
+    // Walk from the nearest hop; an entry that is not an address ends what can be trusted.
+    for entry in entries.into_iter().rev() {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(address) if is_trusted(&address) => continue,
+            Ok(address) => return address,
+            Err(_) => break,
+        }
+    }
+    peer.ip()
+}
+
 /// Reads `Authorization` (any case) from a `connection_init` payload.
 fn authorization_from_payload(payload: &serde_json::Value) -> Option<String> {
     let object = payload.as_object()?;
@@ -437,6 +467,41 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
         negotiate(&headers)
+    }
+
+    #[test]
+    fn client_address_trusts_only_configured_proxies() {
+        let proxies: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, 198.51.100.7, 10.1.2.3"),
+        );
+        let from_proxy: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        let direct: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        assert_eq!(
+            client_address(from_proxy, &headers, &proxies),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_address(direct, &headers, &proxies),
+            direct.ip(),
+            "a direct client cannot spoof"
+        );
+        assert_eq!(client_address(from_proxy, &headers, &[]), from_proxy.ip());
+        assert_eq!(
+            client_address(from_proxy, &HeaderMap::new(), &proxies),
+            from_proxy.ip()
+        );
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, garbage"),
+        );
+        assert_eq!(
+            client_address(from_proxy, &headers, &proxies),
+            from_proxy.ip(),
+            "garbage ends the walk"
+        );
     }
 
     #[test]
