@@ -296,12 +296,16 @@ async fn download_rejects_hidden_and_unknown_files() {
     let export_dir = server.app.config.export_dir();
     // Files that exist, so a 404 shows the name was rejected rather than missing.
     std::fs::write(export_dir.join(".hidden"), b"not for download").unwrap();
-    assert!(server.app.config.data_dir.join("mamori.db").exists());
+    std::fs::write(
+        server.app.config.data_dir.join("decoy.txt"),
+        b"outside the export folder",
+    )
+    .unwrap();
 
     for path in [
         "/exports/.hidden",
-        "/exports/..%2Fmamori.db",
-        "/exports/%2e%2e%2Fmamori.db",
+        "/exports/..%2Fdecoy.txt",
+        "/exports/%2e%2e%2Fdecoy.txt",
         "/exports/%2E%2E",
         "/exports/no-such-file.json",
     ] {

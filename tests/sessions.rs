@@ -216,7 +216,10 @@ async fn invalid_prefecture_names_value() {
 
 #[tokio::test]
 async fn admin_login_rejects_wrong_password_then_limits() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|config| {
+        config.admin_login_delay_step = std::time::Duration::from_millis(1)
+    })
+    .await;
     server.admin_token(Role::SuperAdmin, None).await;
     let login = "mutation($e: String!, $p: String!) { adminLogin(email: $e, password: $p) { accessToken } }";
     let mut codes = Vec::new();

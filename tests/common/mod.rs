@@ -55,7 +55,66 @@ pub struct TestServer {
     pub clock: TestClock,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
+    _database: Option<TestDatabase>,
     _data_dir: TempDir,
+}
+
+/// A PostgreSQL database of one test, created when `MAMORI_TEST_DATABASE_URL` is set and dropped
+/// with the test. Without the variable, tests run on SQLite in their data folder.
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    /// Creates a fresh database next to the one `MAMORI_TEST_DATABASE_URL` names.
+    pub async fn create() -> Option<Self> {
+        let admin_url = std::env::var("MAMORI_TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())?;
+        let name = format!("mamori_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(&admin_url)
+            .await
+            .expect("MAMORI_TEST_DATABASE_URL is reachable");
+        sea_orm::ConnectionTrait::execute_unprepared(
+            &admin,
+            &format!("CREATE DATABASE \"{name}\""),
+        )
+        .await
+        .expect("the test user may create databases");
+        let _ = admin.close().await;
+        let mut url = reqwest::Url::parse(&admin_url).expect("MAMORI_TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        Some(TestDatabase {
+            url: url.to_string(),
+            name,
+            admin_url,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Dropping needs async calls, and a test's runtime may be shutting down, so a thread of
+        // its own does it.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let admin = sea_orm::Database::connect(&admin_url).await.ok()?;
+                let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                sea_orm::ConnectionTrait::execute_unprepared(&admin, &statement)
+                    .await
+                    .ok()?;
+                admin.close().await.ok()
+            })
+        });
+        let _ = dropped.join();
+    }
 }
 
 #[derive(Parser)]
@@ -78,7 +137,8 @@ impl TestServer {
                 .unwrap()
                 .config;
         config.listen = "127.0.0.1:0".parse().unwrap();
-        config.database_url = None;
+        let database = TestDatabase::create().await;
+        config.database_url = database.as_ref().map(|database| database.url.clone());
         adjust(&mut config);
         let clock = TestClock(Arc::new(Mutex::new(default_now())));
         let shared = clock.clone();
@@ -98,6 +158,7 @@ impl TestServer {
             clock,
             http: reqwest::Client::new(),
             stop: Some(stop),
+            _database: database,
             _data_dir: data_dir,
         }
     }
