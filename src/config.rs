@@ -81,6 +81,10 @@ pub struct Config {
     #[arg(long, env = "MAMORI_EXPORT_DIR", global = true)]
     pub export_dir: Option<PathBuf>,
 
+    /// Cron expression (with seconds) of the retention job. The default is 03:00 Japan time.
+    #[arg(long, env = "MAMORI_RETENTION_SCHEDULE", default_value = "0 0 18 * * *", global = true)]
+    pub retention_schedule: String,
+
     /// Maximum number of keys in one upload.
     #[arg(
         long,
@@ -258,14 +262,27 @@ impl Config {
         if self.token_attempt_limit_per_address == 0 {
             anyhow::bail!("MAMORI_TOKEN_ATTEMPT_LIMIT_PER_ADDRESS must be at least 1");
         }
-        if let Err(error) = croner::Cron::new(&self.export_schedule)
-            .with_seconds_required()
-            .parse()
-        {
-            anyhow::bail!(
-                "MAMORI_EXPORT_SCHEDULE {:?} is not a valid cron expression with seconds: {error}",
-                self.export_schedule
-            );
+        if self.admin_login_attempt_limit == 0 {
+            anyhow::bail!("MAMORI_ADMIN_LOGIN_ATTEMPT_LIMIT must be at least 1");
+        }
+        if self.verification_attempts == 0 {
+            anyhow::bail!("MAMORI_VERIFICATION_ATTEMPTS must be at least 1");
+        }
+        if self.verification_mode == "http" {
+            match self.verification_url.as_deref().map(reqwest::Url::parse) {
+                Some(Ok(url)) if matches!(url.scheme(), "http" | "https") => {}
+                Some(_) => anyhow::bail!("MAMORI_VERIFICATION_URL must be an http:// or https:// URL"),
+                None => anyhow::bail!("MAMORI_VERIFICATION_URL is required when MAMORI_VERIFICATION_MODE is http"),
+            }
+        }
+        for (variable, schedule) in [
+            ("MAMORI_EXPORT_SCHEDULE", &self.export_schedule),
+            ("MAMORI_RETENTION_SCHEDULE", &self.retention_schedule),
+            ("MAMORI_VERIFICATION_SCHEDULE", &self.verification_schedule),
+        ] {
+            if let Err(error) = croner::Cron::new(schedule).with_seconds_required().parse() {
+                anyhow::bail!("{variable} {schedule:?} is not a valid cron expression with seconds: {error}");
+            }
         }
         Ok(())
     }

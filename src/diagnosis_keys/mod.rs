@@ -190,6 +190,22 @@ async fn upload_pending(
     code: &str,
     now: DateTime<Utc>,
 ) -> Result<diagnosis_key_uploads::Model> {
+    let pending = diagnosis_key_uploads::Entity::find()
+        .filter(diagnosis_key_uploads::Column::UserId.eq(upload.user_id))
+        .filter(diagnosis_key_uploads::Column::Status.eq(UploadStatus::Pending))
+        .one(db)
+        .await?;
+    if let Some(pending) = pending {
+        // One pending upload per user bounds how many codes a user can try on the health
+        // authority's service, since wrong codes there are not counted here.
+        if pending.code_hash == upload.code_hash {
+            return earlier_upload(db, upload).await;
+        }
+        return Err(Error::Conflict {
+            message: "an earlier upload is still waiting for verification; retry once it is decided".into(),
+            reason: Some("UPLOAD_PENDING"),
+        });
+    }
     let transaction = db.begin().await?;
     let inserted = upload
         .model(
