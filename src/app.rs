@@ -4,8 +4,8 @@ use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
-use tokio_util::sync::CancellationToken;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::TokenKeys,
@@ -63,7 +63,13 @@ impl AppState {
         let app = Self::with_database(config, clock, db)?;
         if app.db.get_database_backend() == DbBackend::Postgres {
             let database_url = app.config.database_url();
-            notices::start_listener(&database_url, app.db.clone(), app.notices.clone(), app.shutdown.clone()).await?;
+            notices::start_listener(
+                &database_url,
+                app.db.clone(),
+                app.notices.clone(),
+                app.shutdown.clone(),
+            )
+            .await?;
         }
         crate::metrics::install();
         Ok(app)
@@ -86,12 +92,21 @@ impl AppState {
         let export_dir = config.export_dir();
         let exports = ExportStore::open(export_dir.clone())
             .with_context(|| format!("failed to open export folder {}", export_dir.display()))?;
-        let (verification_mode, verifier) = match (config.verification_mode.as_str(), config.verification_url.as_deref()) {
+        let (verification_mode, verifier) = match (
+            config.verification_mode.as_str(),
+            config.verification_url.as_deref(),
+        ) {
             ("http", Some(url)) => (
                 VerificationMode::Http,
-                Some(Verifier::new(url, config.verification_timeout, config.verification_attempts)?),
+                Some(Verifier::new(
+                    url,
+                    config.verification_timeout,
+                    config.verification_attempts,
+                )?),
             ),
-            ("http", None) => anyhow::bail!("MAMORI_VERIFICATION_URL is required when MAMORI_VERIFICATION_MODE is http"),
+            ("http", None) => anyhow::bail!(
+                "MAMORI_VERIFICATION_URL is required when MAMORI_VERIFICATION_MODE is http"
+            ),
             _ => (VerificationMode::Builtin, None),
         };
         Ok(Arc::new(AppState {

@@ -82,7 +82,12 @@ pub struct Config {
     pub export_dir: Option<PathBuf>,
 
     /// Cron expression (with seconds) of the retention job. The default is 03:00 Japan time.
-    #[arg(long, env = "MAMORI_RETENTION_SCHEDULE", default_value = "0 0 18 * * *", global = true)]
+    #[arg(
+        long,
+        env = "MAMORI_RETENTION_SCHEDULE",
+        default_value = "0 0 18 * * *",
+        global = true
+    )]
     pub retention_schedule: String,
 
     /// Maximum number of keys in one upload.
@@ -271,8 +276,12 @@ impl Config {
         if self.verification_mode == "http" {
             match self.verification_url.as_deref().map(reqwest::Url::parse) {
                 Some(Ok(url)) if matches!(url.scheme(), "http" | "https") => {}
-                Some(_) => anyhow::bail!("MAMORI_VERIFICATION_URL must be an http:// or https:// URL"),
-                None => anyhow::bail!("MAMORI_VERIFICATION_URL is required when MAMORI_VERIFICATION_MODE is http"),
+                Some(_) => {
+                    anyhow::bail!("MAMORI_VERIFICATION_URL must be an http:// or https:// URL")
+                }
+                None => anyhow::bail!(
+                    "MAMORI_VERIFICATION_URL is required when MAMORI_VERIFICATION_MODE is http"
+                ),
             }
         }
         for (variable, schedule) in [
@@ -281,7 +290,9 @@ impl Config {
             ("MAMORI_VERIFICATION_SCHEDULE", &self.verification_schedule),
         ] {
             if let Err(error) = croner::Cron::new(schedule).with_seconds_required().parse() {
-                anyhow::bail!("{variable} {schedule:?} is not a valid cron expression with seconds: {error}");
+                anyhow::bail!(
+                    "{variable} {schedule:?} is not a valid cron expression with seconds: {error}"
+                );
             }
         }
         Ok(())

@@ -70,7 +70,10 @@ pub async fn daily(
 ) -> Result<Vec<DayStats>> {
     for (field, date) in [("from", from), ("to", to)] {
         if !(1..=9999).contains(&date.year()) {
-            return Err(Error::invalid(field, format!("invalid {field} {date}: the year must be from 1 to 9999")));
+            return Err(Error::invalid(
+                field,
+                format!("invalid {field} {date}: the year must be from 1 to 9999"),
+            ));
         }
     }
     if to < from {

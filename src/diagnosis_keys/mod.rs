@@ -202,7 +202,9 @@ async fn upload_pending(
             return earlier_upload(db, upload).await;
         }
         return Err(Error::Conflict {
-            message: "an earlier upload is still waiting for verification; retry once it is decided".into(),
+            message:
+                "an earlier upload is still waiting for verification; retry once it is decided"
+                    .into(),
             reason: Some("UPLOAD_PENDING"),
         });
     }

@@ -24,7 +24,11 @@ impl ScalarType for Date {
                 .ok()
                 .filter(|date| (1..=9999).contains(&date.year()))
                 .map(Date)
-                .ok_or_else(|| InputValueError::custom(format!("invalid date {text:?}: expected YYYY-MM-DD with a year from 1 to 9999"))),
+                .ok_or_else(|| {
+                    InputValueError::custom(format!(
+                        "invalid date {text:?}: expected YYYY-MM-DD with a year from 1 to 9999"
+                    ))
+                }),
             _ => Err(InputValueError::expected_type(value)),
         }
     }

@@ -266,25 +266,42 @@ async fn execute(
 /// Returns the type of the operation the request selects, or `None` when it selects none, and a
 /// metrics label of its type and first root field, such as `mutation:login`. Field names come
 /// from the schema once the request validates, so the label values stay bounded.
-fn selected_operation(operations: &DocumentOperations, name: Option<&str>) -> (Option<OperationType>, String) {
+fn selected_operation(
+    operations: &DocumentOperations,
+    name: Option<&str>,
+) -> (Option<OperationType>, String) {
     let operation = match (operations, name) {
         (DocumentOperations::Single(operation), None) => Some(operation),
         (DocumentOperations::Single(_), Some(_)) => None,
         (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
-        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations.values().next(),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next()
+        }
         (DocumentOperations::Multiple(_), None) => None,
     };
-    let Some(operation) = operation else { return (None, "invalid".to_owned()) };
+    let Some(operation) = operation else {
+        return (None, "invalid".to_owned());
+    };
     let kind = match operation.node.ty {
         OperationType::Query => "query",
         OperationType::Mutation => "mutation",
         OperationType::Subscription => "subscription",
     };
-    let field = operation.node.selection_set.node.items.iter().find_map(|selection| match &selection.node {
-        Selection::Field(field) => Some(field.node.name.node.as_str().to_owned()),
-        _ => None,
-    });
-    (Some(operation.node.ty), format!("{kind}:{}", field.unwrap_or_else(|| "fragment".to_owned())))
+    let field =
+        operation
+            .node
+            .selection_set
+            .node
+            .items
+            .iter()
+            .find_map(|selection| match &selection.node {
+                Selection::Field(field) => Some(field.node.name.node.as_str().to_owned()),
+                _ => None,
+            });
+    (
+        Some(operation.node.ty),
+        format!("{kind}:{}", field.unwrap_or_else(|| "fragment".to_owned())),
+    )
 }
 
 /// Counts a GraphQL operation by label and outcome (`ok` or the first error's code), and records
@@ -409,16 +426,21 @@ pub async fn websocket(
             // The protocol handler writes to a channel, so this task keeps the socket and can
             // send the close frame itself when the server shuts down.
             let (outgoing, mut to_send) = futures::channel::mpsc::channel::<Message>(16);
-            let session = GraphQLWebSocket::new_with_pair(outgoing, replayed, state.schema.clone(), protocol)
-                .on_connection_init(move |_payload| async move {
-                    if let Caller::Invalid(message) = &caller {
-                        return Err(async_graphql::Error::new(message.clone()));
-                    }
-                    let mut data = Data::default();
-                    data.insert(RequestContext { caller, client_address: Some(client), request_id });
-                    Ok(data)
-                })
-                .serve();
+            let session =
+                GraphQLWebSocket::new_with_pair(outgoing, replayed, state.schema.clone(), protocol)
+                    .on_connection_init(move |_payload| async move {
+                        if let Caller::Invalid(message) = &caller {
+                            return Err(async_graphql::Error::new(message.clone()));
+                        }
+                        let mut data = Data::default();
+                        data.insert(RequestContext {
+                            caller,
+                            client_address: Some(client),
+                            request_id,
+                        });
+                        Ok(data)
+                    })
+                    .serve();
             let connections = metrics::gauge!("mamori_websocket_connections");
             connections.increment(1.0);
             let shutting_down = {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use axum::{
     extract::{MatchedPath, Request, State},
+    http::{HeaderName, StatusCode},
     middleware::{self, Next},
     response::Response,
-    http::{HeaderName, StatusCode},
     routing::get,
     Router,
 };
@@ -78,7 +78,9 @@ async fn record_request(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("mamori_http_requests_total", "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("mamori_http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    metrics::counter!("mamori_http_requests_total", "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("mamori_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
     response
 }

@@ -30,11 +30,13 @@ pub struct Deleted {
 
 /// Deletes what is past retention and logs the counts. Waits for another replica's run.
 pub async fn delete_expired(app: &AppState) -> anyhow::Result<Deleted> {
-    run(app, WhenBusy::Wait).await.map(Option::unwrap_or_default)
+    run(app, WhenBusy::Wait)
+        .await
+        .map(Option::unwrap_or_default)
 }
 
 /// Runs one scheduled tick; skips it when another replica is running the job.
-pub(super) async fn tick(app: &AppState) -> anyhow::Result<Option<Deleted>> {
+pub async fn tick(app: &AppState) -> anyhow::Result<Option<Deleted>> {
     run(app, WhenBusy::Skip).await
 }
 
@@ -48,7 +50,8 @@ async fn run(app: &AppState, when_busy: WhenBusy) -> anyhow::Result<Option<Delet
             LOCK_KEY,
             when_busy,
             delete(&app.db, app.clock.now(), app.config.key_retention_days),
-        ).await;
+        )
+        .await;
         super::record_run("delete_expired", started, &result);
         match &result {
             Ok(Some(deleted)) => tracing::info!(
@@ -58,7 +61,9 @@ async fn run(app: &AppState, when_busy: WhenBusy) -> anyhow::Result<Option<Delet
                 refresh_tokens = deleted.refresh_tokens,
                 "retention finished"
             ),
-            Ok(None) => tracing::debug!("another replica is deleting expired data; skipped this tick"),
+            Ok(None) => {
+                tracing::debug!("another replica is deleting expired data; skipped this tick")
+            }
             Err(error) => tracing::error!(error = format!("{error:#}"), "retention failed"),
         }
         result
@@ -70,13 +75,23 @@ async fn run(app: &AppState, when_busy: WhenBusy) -> anyhow::Result<Option<Delet
 /// Deletes keys that ended more than `retention_days` ago, uploads created before then, tokens
 /// expired or spent before then that no upload still names, and refresh tokens past their
 /// lifetime.
-async fn delete(db: &DatabaseConnection, now: DateTime<Utc>, retention_days: u32) -> anyhow::Result<Deleted> {
+async fn delete(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    retention_days: u32,
+) -> anyhow::Result<Deleted> {
     let retention = chrono::Duration::days(i64::from(retention_days));
     let cutoff = now - retention;
-    let oldest_end = interval_number(now.timestamp()) - i64::from(retention_days) * INTERVALS_PER_DAY;
-    let end = Expr::col(diagnosis_keys::Column::RollingStartIntervalNumber).add(Expr::col(diagnosis_keys::Column::RollingPeriod));
+    let oldest_end =
+        interval_number(now.timestamp()) - i64::from(retention_days) * INTERVALS_PER_DAY;
+    let end = Expr::col(diagnosis_keys::Column::RollingStartIntervalNumber)
+        .add(Expr::col(diagnosis_keys::Column::RollingPeriod));
 
-    let diagnosis_keys = diagnosis_keys::Entity::delete_many().filter(Expr::expr(end).lt(oldest_end)).exec(db).await?.rows_affected;
+    let diagnosis_keys = diagnosis_keys::Entity::delete_many()
+        .filter(Expr::expr(end).lt(oldest_end))
+        .exec(db)
+        .await?
+        .rows_affected;
     let old_uploads = Query::select()
         .column(diagnosis_key_uploads::Column::Id)
         .from(diagnosis_key_uploads::Entity)
@@ -114,5 +129,10 @@ async fn delete(db: &DatabaseConnection, now: DateTime<Utc>, retention_days: u32
         .exec(db)
         .await?
         .rows_affected;
-    Ok(Deleted { diagnosis_keys, uploads, health_center_tokens, refresh_tokens })
+    Ok(Deleted {
+        diagnosis_keys,
+        uploads,
+        health_center_tokens,
+        refresh_tokens,
+    })
 }

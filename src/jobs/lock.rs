@@ -42,7 +42,11 @@ pub async fn exclusive<T>(
         WhenBusy::Skip => "SELECT pg_try_advisory_xact_lock($1)",
     };
     let row = transaction
-        .query_one(Statement::from_sql_and_values(DbBackend::Postgres, sql, [key.into()]))
+        .query_one(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [key.into()],
+        ))
         .await?
         .ok_or_else(|| anyhow::anyhow!("advisory lock query returned no row"))?;
     let acquired: bool = row.try_get_by_index(0)?;

@@ -15,21 +15,37 @@ const LOCK_KEY: i64 = 0x6d61_6d6f_7269_0002;
 
 /// Runs one verification pass and logs its outcome. Does nothing in builtin mode.
 pub async fn verify_uploads(app: &AppState) -> anyhow::Result<RunSummary> {
-    run(app, WhenBusy::Wait).await.map(Option::unwrap_or_default)
+    run(app, WhenBusy::Wait)
+        .await
+        .map(Option::unwrap_or_default)
 }
 
 /// Runs one scheduled tick; skips it when another replica is verifying.
-pub(super) async fn tick(app: &AppState) -> anyhow::Result<Option<RunSummary>> {
+pub async fn tick(app: &AppState) -> anyhow::Result<Option<RunSummary>> {
     run(app, WhenBusy::Skip).await
 }
 
 async fn run(app: &AppState, when_busy: WhenBusy) -> anyhow::Result<Option<RunSummary>> {
-    let Some(verifier) = &app.verifier else { return Ok(Some(RunSummary::default())) };
+    let Some(verifier) = &app.verifier else {
+        return Ok(Some(RunSummary::default()));
+    };
     let span = tracing::info_span!("job", name = "verify_uploads");
     async {
         let started = Instant::now();
-        let pass = verification::run(&app.db, verifier, app.clock.now(), app.config.verification_pending_ttl);
-        let result = lock::exclusive(&app.db, &app.job_locks.verify_uploads, LOCK_KEY, when_busy, pass).await;
+        let pass = verification::run(
+            &app.db,
+            verifier,
+            app.clock.now(),
+            app.config.verification_pending_ttl,
+        );
+        let result = lock::exclusive(
+            &app.db,
+            &app.job_locks.verify_uploads,
+            LOCK_KEY,
+            when_busy,
+            pass,
+        )
+        .await;
         super::record_run("verify_uploads", started, &result);
         match &result {
             Ok(Some(summary)) => tracing::info!(

@@ -32,13 +32,19 @@ struct DeliveredIds {
 
 impl Default for NoticeBus {
     fn default() -> Self {
-        NoticeBus { sender: broadcast::channel(CHANNEL_CAPACITY).0, delivered: Arc::default() }
+        NoticeBus {
+            sender: broadcast::channel(CHANNEL_CAPACITY).0,
+            delivered: Arc::default(),
+        }
     }
 }
 
 impl NoticeBus {
     /// Returns a stream of the notices of `prefecture` delivered from now on.
-    pub fn subscribe(&self, prefecture: PrefectureCode) -> impl Stream<Item = Notice> + Send + 'static {
+    pub fn subscribe(
+        &self,
+        prefecture: PrefectureCode,
+    ) -> impl Stream<Item = Notice> + Send + 'static {
         BroadcastStream::new(self.sender.subscribe()).filter_map(move |received| async move {
             match received {
                 Ok(notice) if notice.prefecture == prefecture => Some(notice),
@@ -69,7 +75,10 @@ impl NoticeBus {
     }
 
     fn mark_delivered(&self, id: i64) -> bool {
-        let mut delivered = self.delivered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut delivered = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if !delivered.set.insert(id) {
             return false;
         }

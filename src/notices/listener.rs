@@ -37,9 +37,16 @@ pub async fn start_listener(
     let options = PgConnectOptions::from_str(database_url)
         .context("invalid MAMORI_DATABASE_URL")?
         .application_name(APPLICATION_NAME);
-    let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
-    let mut listener = PgListener::connect_with(&pool).await.context("failed to start the notice listener")?;
-    listener.listen(CHANNEL).await.context("failed to LISTEN for notices")?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(options);
+    let mut listener = PgListener::connect_with(&pool)
+        .await
+        .context("failed to start the notice listener")?;
+    listener
+        .listen(CHANNEL)
+        .await
+        .context("failed to LISTEN for notices")?;
     // Notices published before this replica started are not news to its subscribers.
     let known: Vec<i64> = prefecture_notices::Entity::find()
         .select_only()
@@ -65,10 +72,19 @@ pub async fn start_listener(
                             highest_id = highest_id.max(notice.id);
                             bus.deliver(notice);
                         }
-                        Ok(None) => tracing::debug!(notice_id = id, "announced notice no longer exists"),
-                        Err(error) => tracing::warn!(notice_id = id, error = format!("{error:#}"), "failed to load an announced notice"),
+                        Ok(None) => {
+                            tracing::debug!(notice_id = id, "announced notice no longer exists")
+                        }
+                        Err(error) => tracing::warn!(
+                            notice_id = id,
+                            error = format!("{error:#}"),
+                            "failed to load an announced notice"
+                        ),
                     },
-                    Err(_) => tracing::warn!(payload = notification.payload(), "ignored a malformed notice announcement"),
+                    Err(_) => tracing::warn!(
+                        payload = notification.payload(),
+                        "ignored a malformed notice announcement"
+                    ),
                 },
                 Ok(None) => {
                     tracing::warn!("notice listener lost its connection; reconnected, reloading recent notices");
@@ -87,7 +103,10 @@ pub async fn start_listener(
 
 async fn load(db: &DatabaseConnection, id: i64) -> anyhow::Result<Option<Notice>> {
     let model = prefecture_notices::Entity::find_by_id(id).one(db).await?;
-    model.map(Notice::from_model).transpose().map_err(anyhow::Error::from)
+    model
+        .map(Notice::from_model)
+        .transpose()
+        .map_err(anyhow::Error::from)
 }
 
 /// Delivers the notices that may have been announced while disconnected; the bus skips those
@@ -108,7 +127,10 @@ async fn reload(db: &DatabaseConnection, bus: &NoticeBus, highest_id: i64) -> i6
                 match Notice::from_model(model) {
                     Ok(notice) => {
                         if bus.deliver(notice) {
-                            tracing::info!(notice_id = id, "delivered a notice announced while disconnected");
+                            tracing::info!(
+                                notice_id = id,
+                                "delivered a notice announced while disconnected"
+                            );
                         }
                     }
                     Err(error) => tracing::warn!(%error, "skipped an invalid notice"),
