@@ -34,6 +34,15 @@ pub struct Config {
     )]
     pub database_max_connections: u32,
 
+    /// Time to wait for a database connection, pooled or newly opened, before a request fails
+    /// with UNAVAILABLE.
+    #[arg(long, env = "MAMORI_DATABASE_CONNECT_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
+    pub database_connect_timeout: Duration,
+
+    /// Longest time one PostgreSQL statement may run before the server cancels it.
+    #[arg(long, env = "MAMORI_DATABASE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub database_statement_timeout: Duration,
+
     /// File with the HS256 secret that signs access tokens. Default: generated in the data folder.
     #[arg(long, env = "MAMORI_JWT_SECRET_FILE", global = true)]
     pub jwt_secret_file: Option<PathBuf>,
