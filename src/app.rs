@@ -39,7 +39,7 @@ pub struct AppState {
     pub job_locks: crate::jobs::JobLocks,
     /// Cancelled when the server shuts down, so long-lived tasks and WebSockets end.
     pub shutdown: CancellationToken,
-    /// How uploads are verified.
+    /// Verification mode of uploads.
     pub verification_mode: VerificationMode,
     /// The client of the verification service, in `http` mode only.
     pub verifier: Option<Verifier>,

@@ -39,7 +39,7 @@ pub struct Config {
     #[arg(long, env = "MAMORI_DATABASE_CONNECT_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
     pub database_connect_timeout: Duration,
 
-    /// Longest time one PostgreSQL statement may run before the server cancels it.
+    /// Maximum time one PostgreSQL statement may run before the server cancels it.
     #[arg(long, env = "MAMORI_DATABASE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub database_statement_timeout: Duration,
 

@@ -25,7 +25,7 @@ use crate::{
     prefectures::PrefectureCode,
 };
 
-/// Longest range of days one request may ask for.
+/// Maximum number of days one request may cover.
 pub const MAX_DAYS: i64 = 366;
 /// Uploads a prefecture needs on a day before its upload figures show at once.
 pub const MIN_UPLOADS_SHOWN: i64 = 10;

@@ -1,5 +1,5 @@
 //! Two server processes on one PostgreSQL database, as replicas behind a load balancer run.
-//! Needs `MAMORI_TEST_DATABASE_URL`; without it the test says so and returns.
+//! Needs `MAMORI_TEST_DATABASE_URL`. Without it each test prints a line and returns.
 
 mod common;
 
@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValu
 const BINARY: &str = env!("CARGO_BIN_EXE_mamori");
 const ADMIN_EMAIL: &str = "replicas@example.jp";
 const ADMIN_PASSWORD: &str = "correct horse battery staple";
-/// Bounds every wait, so a replica that never answers fails the test instead of hanging it.
+/// Bounds every wait, so a replica that never responds fails the test instead of hanging it.
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Settings shared by both replicas: one database, one export folder, one set of secrets.

@@ -400,8 +400,8 @@ pub async fn websocket(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             let (mut sink, mut stream) = socket.split();
-            // The first message is read here so that a bad token or a silent client gets the close
-            // codes of graphql-transport-ws (4403, 4408); async-graphql would close with 1002.
+            // The first message is read here, so a bad token or a silent client gets the close
+            // codes of graphql-transport-ws (4403, 4408). async-graphql would close with 1002.
             let first = match tokio::time::timeout(CONNECTION_INIT_TIMEOUT, stream.next()).await {
                 Ok(Some(Ok(message))) => message,
                 Ok(_) => return,

@@ -52,7 +52,7 @@ pub fn router(app: App) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
 }
 
-/// Reports whether the database answers within a second.
+/// Reports whether the database responds within a second.
 async fn ready(State(state): State<graphql::HttpState>) -> (StatusCode, &'static str) {
     match tokio::time::timeout(Duration::from_secs(1), state.app.db.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready"),

@@ -1,4 +1,4 @@
-//! The verification job (`http` mode): asks the health authority about pending uploads.
+//! The verification job (`http` mode): queries the health authority about pending uploads.
 
 use std::time::Instant;
 
