@@ -243,6 +243,16 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Stops the server as SIGTERM stops `mamori serve`: it stops accepting connections and
+    /// finishes the requests in flight. The data folder and database stay until the drop.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
