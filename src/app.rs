@@ -39,6 +39,8 @@ pub struct AppState {
     pub job_locks: crate::jobs::JobLocks,
     /// Cancelled when the server shuts down, so long-lived tasks and WebSockets end.
     pub shutdown: CancellationToken,
+    /// The tasks of open WebSocket connections, awaited at shutdown.
+    pub websockets: tokio_util::task::TaskTracker,
     /// Verification mode of uploads.
     pub verification_mode: VerificationMode,
     /// The client of the verification service, in `http` mode only.
@@ -124,6 +126,7 @@ impl AppState {
             exports,
             notices: NoticeBus::default(),
             shutdown: CancellationToken::new(),
+            websockets: tokio_util::task::TaskTracker::new(),
             job_locks: crate::jobs::JobLocks::default(),
             verification_mode,
             verifier,
@@ -158,12 +161,30 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let stopping = app.shutdown.clone();
+    let websockets = app.websockets.clone();
     let router = http::router(app);
-    axum::serve(
+    let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // axum does not wait for upgraded connections, so the WebSocket tasks are told here to
+        // send their close frames (1001), and awaited below.
+        stopping.cancel();
+    })
     .await
-    .context("HTTP server failed")
+    .context("HTTP server failed");
+    websockets.close();
+    if tokio::time::timeout(WEBSOCKET_CLOSE_TIMEOUT, websockets.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some WebSocket connections did not close in time");
+    }
+    served
 }
+
+/// Time the WebSocket connections have to send their close frames at shutdown.
+const WEBSOCKET_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

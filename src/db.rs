@@ -9,7 +9,8 @@ use sea_orm::{
         postgres::{PgConnectOptions, PgPoolOptions},
         sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     },
-    DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector,
+    ConnectionTrait, DatabaseConnection, DbBackend, SqlxPostgresConnector, SqlxSqliteConnector,
+    Statement, TransactionTrait,
 };
 
 use crate::config::Config;
@@ -53,9 +54,31 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
 }
 
-/// Applies every pending migration.
+/// Advisory lock key held while migrations run, next to the jobs' keys.
+const MIGRATION_LOCK_KEY: i64 = 0x6d61_6d6f_7269_0000;
+
+/// Applies every pending migration. On PostgreSQL an advisory lock makes replicas that start
+/// together apply them one after the other, so the later ones find nothing pending.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
-    Migrator::up(db, None)
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None)
+            .await
+            .context("failed to apply database migrations");
+    }
+    let transaction = db.begin().await?;
+    transaction
+        .execute(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [MIGRATION_LOCK_KEY.into()],
+        ))
         .await
-        .context("failed to apply database migrations")
+        .context("failed to take the migration lock")?;
+    Migrator::up(&transaction, None)
+        .await
+        .context("failed to apply database migrations")?;
+    transaction
+        .commit()
+        .await
+        .context("failed to commit database migrations")
 }

@@ -396,70 +396,78 @@ pub async fn websocket(
         .to_owned();
     let transport_ws = selected_subprotocol(&headers) == Some("graphql-transport-ws");
     let client = client_address(peer, &headers, &state.app.config.trusted_proxies);
+    let websockets = state.app.websockets.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| async move {
-            let (mut sink, mut stream) = socket.split();
-            // The first message is read here, so a bad token or a silent client gets the close
-            // codes of graphql-transport-ws (4403, 4408). async-graphql would close with 1002.
-            let first = match tokio::time::timeout(CONNECTION_INIT_TIMEOUT, stream.next()).await {
-                Ok(Some(Ok(message))) => message,
-                Ok(_) => return,
-                Err(_) => {
-                    let _ = sink
-                        .send(close_message(4408, "connection initialisation timeout"))
-                        .await;
-                    return;
-                }
-            };
-            let caller = match &first {
-                Message::Text(text) => init_caller(&state.app, text),
-                _ => Caller::Anonymous,
-            };
-            if let (Caller::Invalid(reason), true) = (&caller, transport_ws) {
-                tracing::debug!(request_id, reason, "websocket connection_init rejected");
-                let _ = sink.send(close_message(4403, "Forbidden")).await;
-                return;
-            }
-            tracing::debug!(request_id, "websocket connected");
-            let replayed = futures::stream::once(async move { Ok(first) }).chain(stream);
-            // The protocol handler writes to a channel, so this task keeps the socket and can
-            // send the close frame itself when the server shuts down.
-            let (outgoing, mut to_send) = futures::channel::mpsc::channel::<Message>(16);
-            let session =
-                GraphQLWebSocket::new_with_pair(outgoing, replayed, state.schema.clone(), protocol)
-                    .on_connection_init(move |_payload| async move {
-                        if let Caller::Invalid(message) = &caller {
-                            return Err(async_graphql::Error::new(message.clone()));
-                        }
-                        let mut data = Data::default();
-                        data.insert(RequestContext {
-                            caller,
-                            client_address: Some(client),
-                            request_id,
-                        });
-                        Ok(data)
-                    })
-                    .serve();
-            let connections = metrics::gauge!("mamori_websocket_connections");
-            connections.increment(1.0);
-            let shutting_down = {
-                let forward = async {
-                    while let Some(message) = to_send.next().await {
-                        if sink.send(message).await.is_err() {
-                            break;
-                        }
+        .on_upgrade(move |socket| {
+            websockets.track_future(async move {
+                let (mut sink, mut stream) = socket.split();
+                // The first message is read here, so a bad token or a silent client gets the close
+                // codes of graphql-transport-ws (4403, 4408). async-graphql would close with 1002.
+                let first = match tokio::time::timeout(CONNECTION_INIT_TIMEOUT, stream.next()).await
+                {
+                    Ok(Some(Ok(message))) => message,
+                    Ok(_) => return,
+                    Err(_) => {
+                        let _ = sink
+                            .send(close_message(4408, "connection initialisation timeout"))
+                            .await;
+                        return;
                     }
                 };
-                tokio::select! {
-                    _ = futures::future::join(session, forward) => false,
-                    _ = state.app.shutdown.cancelled() => true,
+                let caller = match &first {
+                    Message::Text(text) => init_caller(&state.app, text),
+                    _ => Caller::Anonymous,
+                };
+                if let (Caller::Invalid(reason), true) = (&caller, transport_ws) {
+                    tracing::debug!(request_id, reason, "websocket connection_init rejected");
+                    let _ = sink.send(close_message(4403, "Forbidden")).await;
+                    return;
                 }
-            };
-            if shutting_down {
-                let _ = sink.send(close_message(1001, "server shutting down")).await;
-            }
-            connections.decrement(1.0);
+                tracing::debug!(request_id, "websocket connected");
+                let replayed = futures::stream::once(async move { Ok(first) }).chain(stream);
+                // The protocol handler writes to a channel, so this task keeps the socket and can
+                // send the close frame itself when the server shuts down.
+                let (outgoing, mut to_send) = futures::channel::mpsc::channel::<Message>(16);
+                let session = GraphQLWebSocket::new_with_pair(
+                    outgoing,
+                    replayed,
+                    state.schema.clone(),
+                    protocol,
+                )
+                .on_connection_init(move |_payload| async move {
+                    if let Caller::Invalid(message) = &caller {
+                        return Err(async_graphql::Error::new(message.clone()));
+                    }
+                    let mut data = Data::default();
+                    data.insert(RequestContext {
+                        caller,
+                        client_address: Some(client),
+                        request_id,
+                    });
+                    Ok(data)
+                })
+                .serve();
+                let connections = metrics::gauge!("mamori_websocket_connections");
+                connections.increment(1.0);
+                let shutting_down = {
+                    let forward = async {
+                        while let Some(message) = to_send.next().await {
+                            if sink.send(message).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = futures::future::join(session, forward) => false,
+                        _ = state.app.shutdown.cancelled() => true,
+                    }
+                };
+                if shutting_down {
+                    let _ = sink.send(close_message(1001, "server shutting down")).await;
+                }
+                connections.decrement(1.0);
+            })
         })
 }
 

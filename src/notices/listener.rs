@@ -8,7 +8,7 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
 use sea_orm::{
-    sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions},
+    sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions},
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use tokio::task::JoinHandle;
@@ -91,14 +91,43 @@ pub async fn start_listener(
                     highest_id = reload(&db, &bus, highest_id).await;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "notice listener failed; retrying");
-                    tokio::time::sleep(RETRY_DELAY).await;
+                    tracing::warn!(%error, "notice listener failed; reconnecting");
+                    listener = match reconnect(&pool, &shutdown).await {
+                        Some(listener) => listener,
+                        None => break,
+                    };
+                    // Only now that LISTEN is active again does a reload cover every notice
+                    // announced while disconnected.
                     highest_id = reload(&db, &bus, highest_id).await;
                 }
             }
         }
         tracing::debug!("notice listener stopped");
     }))
+}
+
+/// Opens a new listening connection, retrying every [`RETRY_DELAY`], or returns `None` when the
+/// server shuts down first.
+async fn reconnect(pool: &PgPool, shutdown: &CancellationToken) -> Option<PgListener> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(RETRY_DELAY) => {}
+        }
+        let attempt = async {
+            let mut listener = PgListener::connect_with(pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(listener)
+        };
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            result = attempt => result,
+        };
+        match result {
+            Ok(listener) => return Some(listener),
+            Err(error) => tracing::warn!(%error, "notice listener failed to reconnect; retrying"),
+        }
+    }
 }
 
 async fn load(db: &DatabaseConnection, id: i64) -> anyhow::Result<Option<Notice>> {
