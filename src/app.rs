@@ -72,9 +72,7 @@ impl AppState {
             config.access_token_ttl,
             config.refresh_token_ttl,
         );
-        let export_dir = config.export_dir();
-        let exports = ExportStore::open(export_dir.clone())
-            .with_context(|| format!("failed to open export folder {}", export_dir.display()))?;
+        let exports = ExportStore::open(&config)?;
         let (verification_mode, verifier) = match config.verification_url.as_deref() {
             Some(url) if config.verification_mode == "http" => (
                 VerificationMode::Http,
