@@ -3,8 +3,9 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::TokenKeys,
@@ -16,7 +17,7 @@ use crate::{
     graphql::{self, MamoriSchema},
     health_center_tokens::CodeHasher,
     http,
-    notices::NoticeBus,
+    notices::{self, NoticeBus},
     rate_limit::FailureLimiter,
     secrets::Secrets,
     storage::ExportStore,
@@ -34,7 +35,11 @@ pub struct AppState {
     pub export_rules: ExportRules,
     pub exports: ExportStore,
     pub notices: NoticeBus,
-    /// How uploads are verified.
+    /// Keeps each job to one run at a time in this process.
+    pub job_locks: crate::jobs::JobLocks,
+    /// Cancelled when the server shuts down, so long-lived tasks and WebSockets end.
+    pub shutdown: CancellationToken,
+    /// Verification mode of uploads.
     pub verification_mode: VerificationMode,
     /// The client of the verification service, in `http` mode only.
     pub verifier: Option<Verifier>,
@@ -55,7 +60,19 @@ impl AppState {
         config.validate()?;
         let db = db::connect(&config).await?;
         db::migrate(&db).await?;
-        Self::with_database(config, clock, db)
+        let app = Self::with_database(config, clock, db)?;
+        if app.db.get_database_backend() == DbBackend::Postgres {
+            let database_url = app.config.database_url();
+            notices::start_listener(
+                &database_url,
+                app.db.clone(),
+                app.notices.clone(),
+                app.shutdown.clone(),
+            )
+            .await?;
+        }
+        crate::metrics::install();
+        Ok(app)
     }
 
     /// Builds the state on an already migrated database.
@@ -73,14 +90,20 @@ impl AppState {
             config.refresh_token_ttl,
         );
         let exports = ExportStore::open(&config)?;
-        let (verification_mode, verifier) = match config.verification_url.as_deref() {
-            Some(url) if config.verification_mode == "http" => (
+        let (verification_mode, verifier) = match (
+            config.verification_mode.as_str(),
+            config.verification_url.as_deref(),
+        ) {
+            ("http", Some(url)) => (
                 VerificationMode::Http,
                 Some(Verifier::new(
                     url,
                     config.verification_timeout,
                     config.verification_attempts,
                 )?),
+            ),
+            ("http", None) => anyhow::bail!(
+                "MAMORI_VERIFICATION_URL is required when MAMORI_VERIFICATION_MODE is http"
             ),
             _ => (VerificationMode::Builtin, None),
         };
@@ -98,6 +121,8 @@ impl AppState {
             },
             exports,
             notices: NoticeBus::default(),
+            shutdown: CancellationToken::new(),
+            job_locks: crate::jobs::JobLocks::default(),
             verification_mode,
             verifier,
             token_attempts_by_user: FailureLimiter::new(

@@ -34,6 +34,15 @@ pub struct Config {
     )]
     pub database_max_connections: u32,
 
+    /// Time to wait for a database connection, pooled or newly opened, before a request fails
+    /// with UNAVAILABLE.
+    #[arg(long, env = "MAMORI_DATABASE_CONNECT_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
+    pub database_connect_timeout: Duration,
+
+    /// Maximum time one PostgreSQL statement may run before the server cancels it.
+    #[arg(long, env = "MAMORI_DATABASE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub database_statement_timeout: Duration,
+
     /// File with the HS256 secret that signs access tokens. Default: generated in the data folder.
     #[arg(long, env = "MAMORI_JWT_SECRET_FILE", global = true)]
     pub jwt_secret_file: Option<PathBuf>,
@@ -102,6 +111,15 @@ pub struct Config {
     /// when the store opens; they have no flag, so they never appear in a process listing.
     #[arg(skip)]
     pub export_s3_credentials: Option<crate::storage::S3Credentials>,
+
+    /// Cron expression (with seconds) of the retention job. The default is 03:00 Japan time.
+    #[arg(
+        long,
+        env = "MAMORI_RETENTION_SCHEDULE",
+        default_value = "0 0 18 * * *",
+        global = true
+    )]
+    pub retention_schedule: String,
 
     /// Maximum number of keys in one upload.
     #[arg(
@@ -280,15 +298,34 @@ impl Config {
         if self.token_attempt_limit_per_address == 0 {
             anyhow::bail!("MAMORI_TOKEN_ATTEMPT_LIMIT_PER_ADDRESS must be at least 1");
         }
+        if self.admin_login_attempt_limit == 0 {
+            anyhow::bail!("MAMORI_ADMIN_LOGIN_ATTEMPT_LIMIT must be at least 1");
+        }
+        if self.verification_attempts == 0 {
+            anyhow::bail!("MAMORI_VERIFICATION_ATTEMPTS must be at least 1");
+        }
+        if self.verification_mode == "http" {
+            match self.verification_url.as_deref().map(reqwest::Url::parse) {
+                Some(Ok(url)) if matches!(url.scheme(), "http" | "https") => {}
+                Some(_) => {
+                    anyhow::bail!("MAMORI_VERIFICATION_URL must be an http:// or https:// URL")
+                }
+                None => anyhow::bail!(
+                    "MAMORI_VERIFICATION_URL is required when MAMORI_VERIFICATION_MODE is http"
+                ),
+            }
+        }
         crate::storage::ExportLocation::from_config(self)?;
-        if let Err(error) = croner::Cron::new(&self.export_schedule)
-            .with_seconds_required()
-            .parse()
-        {
-            anyhow::bail!(
-                "MAMORI_EXPORT_SCHEDULE {:?} is not a valid cron expression with seconds: {error}",
-                self.export_schedule
-            );
+        for (variable, schedule) in [
+            ("MAMORI_EXPORT_SCHEDULE", &self.export_schedule),
+            ("MAMORI_RETENTION_SCHEDULE", &self.retention_schedule),
+            ("MAMORI_VERIFICATION_SCHEDULE", &self.verification_schedule),
+        ] {
+            if let Err(error) = croner::Cron::new(schedule).with_seconds_required().parse() {
+                anyhow::bail!(
+                    "{variable} {schedule:?} is not a valid cron expression with seconds: {error}"
+                );
+            }
         }
         Ok(())
     }

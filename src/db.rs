@@ -5,8 +5,11 @@ use std::{str::FromStr, time::Duration};
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    ConnectOptions, Database, DatabaseConnection, SqlxSqliteConnector,
+    sqlx::{
+        postgres::{PgConnectOptions, PgPoolOptions},
+        sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    },
+    DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector,
 };
 
 use crate::config::Config;
@@ -27,7 +30,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(config.database_max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(config.database_connect_timeout)
             .connect_with(options)
             .await
             .context("failed to open the SQLite database")?;
@@ -36,15 +39,18 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
         anyhow::bail!("invalid MAMORI_DATABASE_URL: expected sqlite://… or postgres://…");
     }
-    let mut options = ConnectOptions::new(url);
-    options
+    let statement_timeout = format!("{}ms", config.database_statement_timeout.as_millis());
+    let options = PgConnectOptions::from_str(&url)
+        .context("invalid MAMORI_DATABASE_URL for PostgreSQL")?
+        .application_name("mamori")
+        .options([("statement_timeout", statement_timeout.as_str())]);
+    // The pool opens connections lazily, so the server starts while PostgreSQL is down and
+    // recovers by itself once it returns; migrations at start still need it.
+    let pool = PgPoolOptions::new()
         .max_connections(config.database_max_connections)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false);
-    Database::connect(options)
-        .await
-        .context("failed to connect to PostgreSQL (MAMORI_DATABASE_URL)")
+        .acquire_timeout(config.database_connect_timeout)
+        .connect_lazy_with(options);
+    Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
 }
 
 /// Applies every pending migration.

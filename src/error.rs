@@ -119,10 +119,23 @@ impl Error {
 
 impl From<sea_orm::DbErr> for Error {
     fn from(error: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
-        match error {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(error.into()),
-            other => Error::Internal(other.into()),
+        use sea_orm::{sqlx, DbErr, RuntimeErr};
+        let unreachable = match &error {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+            DbErr::Exec(RuntimeErr::SqlxError(cause))
+            | DbErr::Query(RuntimeErr::SqlxError(cause)) => matches!(
+                cause,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        };
+        if unreachable {
+            Error::Unavailable(error.into())
+        } else {
+            Error::Internal(error.into())
         }
     }
 }

@@ -33,7 +33,7 @@ const GROUP_LENGTH: usize = 4;
 
 /// Maximum number of codes one call may issue.
 pub const MAX_CODES_PER_CALL: u32 = 100;
-/// Longest validity of a token, in days.
+/// Maximum validity of a token, in days.
 pub const MAX_VALID_DAYS: i64 = 90;
 
 /// Hashes codes with the server's secret key, so a leaked table cannot be checked offline.

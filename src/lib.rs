@@ -20,6 +20,7 @@ pub mod health_center_tokens;
 pub mod http;
 pub mod japan_time;
 pub mod jobs;
+pub mod metrics;
 pub mod notices;
 pub mod pagination;
 pub mod prefectures;

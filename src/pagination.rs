@@ -75,7 +75,7 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    /// Builds a page from up to `first + 1` fetched rows: the extra row only tells that more follow.
+    /// Builds a page from up to `first + 1` fetched rows. The extra row only shows that more follow.
     pub fn from_rows(mut rows: Vec<T>, request: &PageRequest) -> Self {
         let has_next_page = rows.len() as u64 > request.first;
         rows.truncate(request.first as usize);

@@ -20,9 +20,9 @@ pub struct FailureLimiter {
     windows: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
-/// Failures answered at full speed before each further failure is answered more slowly.
+/// Failures answered without delay before each further failure gets a longer one.
 const FREE_FAILURES: u32 = 3;
-/// Most delay steps added to one failed answer.
+/// Maximum number of delay steps added to the response to one failure.
 const MAX_DELAY_STEPS: u32 = 8;
 /// Above this many tracked keys, ended windows are swept on the next reservation.
 const SWEEP_THRESHOLD: usize = 10_000;
@@ -38,7 +38,7 @@ impl FailureLimiter {
         }
     }
 
-    /// Slows the answer to each failure after the first few by `step` per extra failure.
+    /// Delays the response to each failure after the first few by `step` per extra failure.
     pub fn with_delay_step(mut self, step: Duration) -> Self {
         self.delay_step = step;
         self

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sea_orm::{
     sea_query::{Expr, SimpleExpr},
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
@@ -25,7 +25,7 @@ use crate::{
     prefectures::PrefectureCode,
 };
 
-/// Longest range of days one request may ask for.
+/// Maximum number of days one request may cover.
 pub const MAX_DAYS: i64 = 366;
 /// Uploads a prefecture needs on a day before its upload figures show at once.
 pub const MIN_UPLOADS_SHOWN: i64 = 10;
@@ -68,6 +68,14 @@ pub async fn daily(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<DayStats>> {
+    for (field, date) in [("from", from), ("to", to)] {
+        if !(1..=9999).contains(&date.year()) {
+            return Err(Error::invalid(
+                field,
+                format!("invalid {field} {date}: the year must be from 1 to 9999"),
+            ));
+        }
+    }
     if to < from {
         return Err(Error::invalid(
             "to",

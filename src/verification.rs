@@ -2,7 +2,7 @@
 //!
 //! For each pending upload the job POSTs `{"code", "uploadId", "keyCount", "uploadedAt"}` to
 //! the configured URL and expects `200` with `{"status": "VERIFIED" | "REJECTED"}`. Any other
-//! answer, or none within the timeout, is retried with exponential backoff, and the upload stays
+//! response, or none within the timeout, is retried with exponential backoff, and the upload stays
 //! PENDING for the next run until it expires.
 
 use std::time::Duration;
@@ -36,12 +36,12 @@ pub struct VerificationRequest {
     pub uploaded_at: DateTime<Utc>,
 }
 
-/// Body of the service's answer.
+/// Body of the service's response.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct VerificationResponse {
     /// `VERIFIED` or `REJECTED`.
     pub status: String,
-    /// Why an upload was rejected, for the log.
+    /// Reason for a rejection, for the log.
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -106,18 +106,19 @@ impl Verifier {
             .context("request failed")?;
         let status = response.status();
         if !status.is_success() {
-            anyhow::bail!("verification service answered HTTP {status}");
+            anyhow::bail!("verification service responded with HTTP {status}");
         }
-        let answer: VerificationResponse = response.json().await.context("invalid answer body")?;
+        let answer: VerificationResponse =
+            response.json().await.context("invalid response body")?;
         match answer.status.as_str() {
             "VERIFIED" => Ok(Decision::Verified),
             "REJECTED" => Ok(Decision::Rejected(answer.reason.unwrap_or_default())),
-            other => anyhow::bail!("verification service answered unknown status {other:?}"),
+            other => anyhow::bail!("verification service returned unknown status {other:?}"),
         }
     }
 }
 
-/// What one run of the job did.
+/// Outcome counts of one run of the job.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
     pub verified: u64,
@@ -127,7 +128,7 @@ pub struct RunSummary {
     pub failed: u64,
 }
 
-/// Expires uploads pending longer than `pending_ttl`, then asks the service about the rest.
+/// Expires uploads pending longer than `pending_ttl`, then queries the service about the rest.
 pub async fn run(
     db: &DatabaseConnection,
     verifier: &Verifier,

@@ -43,7 +43,7 @@ impl Action {
     ];
 }
 
-/// Where a role may perform an action.
+/// Extent of the prefectures where a role may perform an action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// Every prefecture, and national records without one.

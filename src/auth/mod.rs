@@ -18,7 +18,7 @@ use crate::{
     prefectures::PrefectureCode,
 };
 
-/// What a token's bearer may do. Phone users hold `User`; the rest are admin roles.
+/// Role of a token's bearer. Phone users have `User`; the rest are admin roles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Role {
@@ -153,12 +153,12 @@ impl TokenKeys {
     }
 }
 
-/// Who is calling, as read from the `Authorization` header or the WebSocket init payload.
+/// Identity of the caller, read from the `Authorization` header or the WebSocket init payload.
 #[derive(Clone, Debug)]
 pub enum Caller {
     /// No credentials were sent.
     Anonymous,
-    /// Credentials were sent but are invalid; the message says why.
+    /// Credentials were sent but are invalid. The message gives the reason.
     Invalid(String),
     /// A phone user.
     User { id: Uuid },

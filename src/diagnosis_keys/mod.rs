@@ -27,7 +27,7 @@ use crate::{
     rate_limit::FailureLimiter,
 };
 
-/// How uploads are verified.
+/// Verification mode of uploads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VerificationMode {
     /// The codes issued by this server are checked at upload.
@@ -48,13 +48,13 @@ pub struct UploadContext<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Longest code accepted for external verification.
+/// Maximum length of a code accepted for external verification.
 const MAX_EXTERNAL_CODE_CHARS: usize = 64;
 
 /// Validates the keys, checks the health-center token and stores the keys, all or nothing.
 ///
 /// In builtin mode the token is spent in the same transaction and the upload is VERIFIED; in
-/// http mode the upload is PENDING until the verification job asks the health authority. A
+/// http mode the upload is PENDING until the verification job queries the health authority. A
 /// retry by the same user with the same token and keys returns the first upload.
 pub async fn upload(
     db: &DatabaseConnection,
@@ -190,6 +190,24 @@ async fn upload_pending(
     code: &str,
     now: DateTime<Utc>,
 ) -> Result<diagnosis_key_uploads::Model> {
+    let pending = diagnosis_key_uploads::Entity::find()
+        .filter(diagnosis_key_uploads::Column::UserId.eq(upload.user_id))
+        .filter(diagnosis_key_uploads::Column::Status.eq(UploadStatus::Pending))
+        .one(db)
+        .await?;
+    if let Some(pending) = pending {
+        // One pending upload per user bounds how many codes a user can try on the health
+        // authority's service, since wrong codes there are not counted here.
+        if pending.code_hash == upload.code_hash {
+            return earlier_upload(db, upload).await;
+        }
+        return Err(Error::Conflict {
+            message:
+                "an earlier upload is still waiting for verification; retry once it is decided"
+                    .into(),
+            reason: Some("UPLOAD_PENDING"),
+        });
+    }
     let transaction = db.begin().await?;
     let inserted = upload
         .model(

@@ -10,7 +10,7 @@ pub struct Model {
     pub admin_id: Uuid,
     /// The admin's email at the time, so the entry stays readable after the account is deleted.
     pub admin_email: String,
-    /// What was done, such as `CREATE_ADMIN`.
+    /// Action name, such as `CREATE_ADMIN`.
     pub action: String,
     /// The prefecture the action concerned, if any.
     pub prefecture: Option<i16>,

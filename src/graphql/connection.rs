@@ -17,11 +17,11 @@ use crate::pagination::{cursor, Page};
 pub struct Connection<T: OutputType> {
     /// The items of this page, in list order.
     pub nodes: Vec<T>,
-    /// Where this page ends and whether more follow.
+    /// End cursor of this page and whether more follow.
     pub page_info: PageInfo,
 }
 
-/// Where a page ends and whether more follow.
+/// End cursor of a page and whether more follow.
 #[derive(SimpleObject)]
 pub struct PageInfo {
     /// True when a further page exists.

@@ -1,4 +1,4 @@
-//! Schema assembly and the per-request context. One module per domain holds its resolvers.
+//! Schema assembly and the per-request context. One module per domain contains its resolvers.
 
 mod admins;
 mod connection;

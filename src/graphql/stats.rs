@@ -3,7 +3,7 @@
 use async_graphql::{
     Context, InputValueError, InputValueResult, Object, Scalar, ScalarType, SimpleObject, Value,
 };
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::{
     types::{current_admin, Prefecture},
@@ -21,9 +21,13 @@ impl ScalarType for Date {
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
             Value::String(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .filter(|date| (1..=9999).contains(&date.year()))
                 .map(Date)
-                .map_err(|_| {
-                    InputValueError::custom(format!("invalid date {text:?}: expected YYYY-MM-DD"))
+                .ok_or_else(|| {
+                    InputValueError::custom(format!(
+                        "invalid date {text:?}: expected YYYY-MM-DD with a year from 1 to 9999"
+                    ))
                 }),
             _ => Err(InputValueError::expected_type(value)),
         }

@@ -92,7 +92,7 @@ impl PrefectureNotice {
         self.0.published_at
     }
 
-    /// When the notice was withdrawn, or null while it stands.
+    /// When the notice was withdrawn, or null while it is in force.
     async fn withdrawn_at(&self) -> Option<DateTime<Utc>> {
         self.0.withdrawn_at
     }

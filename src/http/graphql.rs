@@ -10,12 +10,12 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_graphql::{
     http::ALL_WEBSOCKET_PROTOCOLS,
-    parser::types::{DocumentOperations, OperationType},
+    parser::types::{DocumentOperations, OperationType, Selection},
     Data, ErrorExtensionValues, ServerError, Variables,
 };
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -193,10 +193,15 @@ async fn execute(
     is_get: bool,
 ) -> Response {
     let operation_name = request.operation_name.clone();
-    let operation_type = match request.parsed_query() {
-        Ok(document) => selected_operation_type(&document.operations, operation_name.as_deref()),
-        Err(error) => return graphql_errors(media_type, vec![error]),
+    let (operation_type, label) = match request.parsed_query() {
+        Ok(document) => selected_operation(&document.operations, operation_name.as_deref()),
+        Err(error) => {
+            record_operation("invalid", "BAD_USER_INPUT", Instant::now());
+            return graphql_errors(media_type, vec![error]);
+        }
     };
+    let started = Instant::now();
+
     match operation_type {
         Some(OperationType::Mutation | OperationType::Subscription) if is_get => {
             return (
@@ -238,31 +243,75 @@ async fn execute(
         && response.data == async_graphql::Value::Null
         && response.errors.iter().all(|error| error.path.is_empty());
     if is_request_error {
+        record_operation("invalid", "BAD_USER_INPUT", started);
         return graphql_errors(media_type, std::mem::take(&mut response.errors));
     }
     for error in &mut response.errors {
         add_default_code(error);
     }
+    let outcome = response
+        .errors
+        .first()
+        .and_then(|error| error.extensions.as_ref())
+        .and_then(|extensions| extensions.get("code"))
+        .and_then(|code| match code {
+            async_graphql::Value::String(code) => Some(code.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "ok".to_owned());
+    record_operation(&label, &outcome, started);
     json_response(StatusCode::OK, media_type, &response)
 }
 
-/// Returns the type of the operation the request selects, or `None` when it selects none.
-fn selected_operation_type(
+/// Returns the type of the operation the request selects, or `None` when it selects none, and a
+/// metrics label of its type and first root field, such as `mutation:login`. Field names come
+/// from the schema once the request validates, so the label values stay bounded.
+fn selected_operation(
     operations: &DocumentOperations,
     name: Option<&str>,
-) -> Option<OperationType> {
-    match (operations, name) {
-        (DocumentOperations::Single(operation), None) => Some(operation.node.ty),
+) -> (Option<OperationType>, String) {
+    let operation = match (operations, name) {
+        (DocumentOperations::Single(operation), None) => Some(operation),
         (DocumentOperations::Single(_), Some(_)) => None,
-        (DocumentOperations::Multiple(operations), Some(name)) => {
-            operations.get(name).map(|operation| operation.node.ty)
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next()
         }
-        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations
-            .values()
-            .next()
-            .map(|operation| operation.node.ty),
         (DocumentOperations::Multiple(_), None) => None,
-    }
+    };
+    let Some(operation) = operation else {
+        return (None, "invalid".to_owned());
+    };
+    let kind = match operation.node.ty {
+        OperationType::Query => "query",
+        OperationType::Mutation => "mutation",
+        OperationType::Subscription => "subscription",
+    };
+    let field =
+        operation
+            .node
+            .selection_set
+            .node
+            .items
+            .iter()
+            .find_map(|selection| match &selection.node {
+                Selection::Field(field) => Some(field.node.name.node.as_str().to_owned()),
+                _ => None,
+            });
+    (
+        Some(operation.node.ty),
+        format!("{kind}:{}", field.unwrap_or_else(|| "fragment".to_owned())),
+    )
+}
+
+/// Counts a GraphQL operation by label and outcome (`ok` or the first error's code), and records
+/// its latency.
+fn record_operation(label: &str, outcome: &str, started: Instant) {
+    let label = label.to_owned();
+    metrics::counter!("mamori_graphql_operations_total", "operation" => label.clone(), "outcome" => outcome.to_owned())
+        .increment(1);
+    metrics::histogram!("mamori_graphql_operation_duration_seconds", "operation" => label)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// Errors without a code come from GraphQL itself (syntax, validation, input coercion), so they
@@ -351,8 +400,8 @@ pub async fn websocket(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             let (mut sink, mut stream) = socket.split();
-            // The first message is read here so that a bad token or a silent client gets the close
-            // codes of graphql-transport-ws (4403, 4408); async-graphql would close with 1002.
+            // The first message is read here, so a bad token or a silent client gets the close
+            // codes of graphql-transport-ws (4403, 4408). async-graphql would close with 1002.
             let first = match tokio::time::timeout(CONNECTION_INIT_TIMEOUT, stream.next()).await {
                 Ok(Some(Ok(message))) => message,
                 Ok(_) => return,
@@ -374,21 +423,43 @@ pub async fn websocket(
             }
             tracing::debug!(request_id, "websocket connected");
             let replayed = futures::stream::once(async move { Ok(first) }).chain(stream);
-            GraphQLWebSocket::new_with_pair(sink, replayed, state.schema.clone(), protocol)
-                .on_connection_init(move |_payload| async move {
-                    if let Caller::Invalid(message) = &caller {
-                        return Err(async_graphql::Error::new(message.clone()));
+            // The protocol handler writes to a channel, so this task keeps the socket and can
+            // send the close frame itself when the server shuts down.
+            let (outgoing, mut to_send) = futures::channel::mpsc::channel::<Message>(16);
+            let session =
+                GraphQLWebSocket::new_with_pair(outgoing, replayed, state.schema.clone(), protocol)
+                    .on_connection_init(move |_payload| async move {
+                        if let Caller::Invalid(message) = &caller {
+                            return Err(async_graphql::Error::new(message.clone()));
+                        }
+                        let mut data = Data::default();
+                        data.insert(RequestContext {
+                            caller,
+                            client_address: Some(client),
+                            request_id,
+                        });
+                        Ok(data)
+                    })
+                    .serve();
+            let connections = metrics::gauge!("mamori_websocket_connections");
+            connections.increment(1.0);
+            let shutting_down = {
+                let forward = async {
+                    while let Some(message) = to_send.next().await {
+                        if sink.send(message).await.is_err() {
+                            break;
+                        }
                     }
-                    let mut data = Data::default();
-                    data.insert(RequestContext {
-                        caller,
-                        client_address: Some(client),
-                        request_id,
-                    });
-                    Ok(data)
-                })
-                .serve()
-                .await;
+                };
+                tokio::select! {
+                    _ = futures::future::join(session, forward) => false,
+                    _ = state.app.shutdown.cancelled() => true,
+                }
+            };
+            if shutting_down {
+                let _ = sink.send(close_message(1001, "server shutting down")).await;
+            }
+            connections.decrement(1.0);
         })
 }
 

@@ -6,8 +6,10 @@ mod graphql;
 use std::time::Duration;
 
 use axum::{
-    extract::State,
+    extract::{MatchedPath, Request, State},
     http::{HeaderName, StatusCode},
+    middleware::{self, Next},
+    response::Response,
     routing::get,
     Router,
 };
@@ -32,8 +34,10 @@ pub fn router(app: App) -> Router {
         .route("/exports/{file}", get(exports::download))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(|| async { crate::metrics::render() }))
         .with_state(graphql::HttpState { app, schema })
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(middleware::from_fn(record_request))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
                 let request_id = request
@@ -78,4 +82,22 @@ async fn ready(State(state): State<graphql::HttpState>) -> (StatusCode, &'static
             (StatusCode::SERVICE_UNAVAILABLE, "export store timed out")
         }
     }
+}
+
+/// Counts each request by route and status, and records its latency.
+async fn record_request(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    // The matched route, not the raw path, so the number of label values stays bounded.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("mamori_http_requests_total", "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("mamori_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }

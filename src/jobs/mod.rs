@@ -1,12 +1,17 @@
-//! Scheduled jobs, one per file, run by the in-process scheduler.
+//! Scheduled jobs, one per file, run by the in-process scheduler on every replica. On
+//! PostgreSQL an advisory lock lets one replica run each tick; the others skip it.
 
+mod delete_expired;
 mod export_keys;
+mod lock;
 mod verify_uploads;
 
-pub use export_keys::export_keys;
-pub use verify_uploads::verify_uploads;
+pub use delete_expired::{delete_expired, tick as delete_expired_tick, Deleted};
+pub use export_keys::{export_keys, tick as export_keys_tick};
+pub use lock::JobLocks;
+pub use verify_uploads::{tick as verify_uploads_tick, verify_uploads};
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, time::Instant};
 
 use anyhow::Context;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -18,6 +23,7 @@ pub async fn start(app: App) -> anyhow::Result<JobScheduler> {
     let scheduler = JobScheduler::new()
         .await
         .context("failed to create the job scheduler")?;
+    // Each run logs its own outcome; a failed run is tried again at the next tick.
     add(
         &scheduler,
         &app,
@@ -25,8 +31,19 @@ pub async fn start(app: App) -> anyhow::Result<JobScheduler> {
         "MAMORI_EXPORT_SCHEDULE",
         |app| {
             Box::pin(async move {
-                // The outcome is logged inside; a failed run is retried at the next tick.
-                let _ = export_keys(&app).await;
+                let _ = export_keys::tick(&app).await;
+            })
+        },
+    )
+    .await?;
+    add(
+        &scheduler,
+        &app,
+        &app.config.retention_schedule,
+        "MAMORI_RETENTION_SCHEDULE",
+        |app| {
+            Box::pin(async move {
+                let _ = delete_expired::tick(&app).await;
             })
         },
     )
@@ -39,8 +56,7 @@ pub async fn start(app: App) -> anyhow::Result<JobScheduler> {
             "MAMORI_VERIFICATION_SCHEDULE",
             |app| {
                 Box::pin(async move {
-                    // The outcome is logged inside; pending uploads are asked again at the next tick.
-                    let _ = verify_uploads(&app).await;
+                    let _ = verify_uploads::tick(&app).await;
                 })
             },
         )
@@ -72,4 +88,18 @@ async fn add(
         .with_context(|| format!("failed to schedule the job of {variable}"))?;
     tracing::info!(schedule, variable, "job scheduled");
     Ok(())
+}
+
+/// Counts a job run by outcome and records its duration.
+fn record_run<T>(job: &'static str, started: Instant, result: &anyhow::Result<Option<T>>) {
+    let outcome = match result {
+        Ok(Some(_)) => "completed",
+        Ok(None) => "skipped",
+        Err(_) => "failed",
+    };
+    metrics::counter!("mamori_job_runs_total", "job" => job, "outcome" => outcome).increment(1);
+    if !matches!(result, Ok(None)) {
+        metrics::histogram!("mamori_job_duration_seconds", "job" => job)
+            .record(started.elapsed().as_secs_f64());
+    }
 }

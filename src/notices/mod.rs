@@ -1,8 +1,15 @@
 //! Prefecture notices: storing them, finding each prefecture's current one and
 //! delivering new ones to subscribers.
 //!
-//! Delivery uses an in-process broadcast channel, so a subscriber receives the
-//! notices published through the same server process.
+//! On SQLite a notice is delivered to the subscribers of the process that published it. On
+//! PostgreSQL it is announced with NOTIFY in the transaction that stores it, and every replica's
+//! listener delivers it to its own subscribers.
+
+mod bus;
+mod listener;
+
+pub use bus::NoticeBus;
+pub use listener::{start_listener, CHANNEL};
 
 use std::collections::HashMap;
 
@@ -16,19 +23,13 @@ use crate::{
     prefectures::PrefectureCode,
 };
 use chrono::{DateTime, Utc};
-use futures::{Stream, StreamExt};
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
 };
-use tokio::sync::broadcast;
-use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
 /// Maximum length of a notice message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 2_000;
-
-/// Notices a slow subscriber may fall behind by before it skips the oldest.
-const CHANNEL_CAPACITY: usize = 1_024;
 
 /// A published notice.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub struct Notice {
 }
 
 impl Notice {
-    fn from_model(model: prefecture_notices::Model) -> Result<Self> {
+    pub(crate) fn from_model(model: prefecture_notices::Model) -> Result<Self> {
         let prefecture = PrefectureCode::from_stored(model.prefecture).ok_or_else(|| {
             Error::Internal(anyhow::anyhow!(
                 "notice {} has invalid prefecture {}",
@@ -56,44 +57,6 @@ impl Notice {
             published_at: model.published_at,
             withdrawn_at: model.withdrawn_at,
         })
-    }
-}
-
-/// Delivers published notices to the subscribers of this process.
-#[derive(Clone)]
-pub struct NoticeBus {
-    sender: broadcast::Sender<Notice>,
-}
-
-impl Default for NoticeBus {
-    fn default() -> Self {
-        NoticeBus {
-            sender: broadcast::channel(CHANNEL_CAPACITY).0,
-        }
-    }
-}
-
-impl NoticeBus {
-    /// Returns a stream of the notices of `prefecture` published from now on.
-    pub fn subscribe(
-        &self,
-        prefecture: PrefectureCode,
-    ) -> impl Stream<Item = Notice> + Send + 'static {
-        BroadcastStream::new(self.sender.subscribe()).filter_map(move |received| async move {
-            match received {
-                Ok(notice) if notice.prefecture == prefecture => Some(notice),
-                Ok(_) => None,
-                Err(BroadcastStreamRecvError::Lagged(skipped)) => {
-                    tracing::warn!(skipped, %prefecture, "notice subscriber fell behind and skipped notices");
-                    None
-                }
-            }
-        })
-    }
-
-    fn deliver(&self, notice: Notice) {
-        // Sending fails only when nobody subscribes, which is not an error.
-        let _ = self.sender.send(notice);
     }
 }
 
@@ -159,10 +122,21 @@ pub async fn publish(
         detail: None,
     };
     audit::record(&transaction, entry, now).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        // Delivered to every replica's listener, this one's included, once the transaction commits.
+        let notify = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [CHANNEL.into(), model.id.to_string().into()],
+        );
+        transaction.execute(notify).await?;
+    }
     transaction.commit().await?;
     let notice = Notice::from_model(model)?;
     tracing::info!(notice_id = notice.id, prefecture = %notice.prefecture, "notice published");
-    bus.deliver(notice.clone());
+    if db.get_database_backend() != DbBackend::Postgres {
+        bus.deliver(notice.clone());
+    }
     Ok(notice)
 }
 
