@@ -91,9 +91,7 @@ impl AppState {
             config.access_token_ttl,
             config.refresh_token_ttl,
         );
-        let export_dir = config.export_dir();
-        let exports = ExportStore::open(export_dir.clone())
-            .with_context(|| format!("failed to open export folder {}", export_dir.display()))?;
+        let exports = ExportStore::open(&config)?;
         let (verification_mode, verifier) = match (
             config.verification_mode.as_str(),
             config.verification_url.as_deref(),

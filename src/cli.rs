@@ -95,10 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = AppState::build(cli.config, Clock::system()).await?;
             let index = jobs::export_keys(&app).await?;
             let keys: u64 = index.files.iter().map(|file| file.key_count).sum();
-            eprintln!(
-                "export finished: {keys} keys published in {}",
-                app.config.export_dir().display()
-            );
+            eprintln!("export finished: {keys} keys published in {}", app.exports);
             Ok(())
         }
         Command::Admin {

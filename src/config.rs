@@ -86,9 +86,31 @@ pub struct Config {
     )]
     pub export_schedule: String,
 
-    /// Folder the export files are written to. Default: `exports` in the data folder.
+    /// Store of the export files: a folder, or a bucket as `s3://bucket/prefix`.
+    /// Default: `exports` in the data folder.
+    #[arg(long, env = "MAMORI_EXPORT_STORE", global = true)]
+    pub export_store: Option<String>,
+
+    /// Folder the export files are written to; the older form of a folder `MAMORI_EXPORT_STORE`.
     #[arg(long, env = "MAMORI_EXPORT_DIR", global = true)]
     pub export_dir: Option<PathBuf>,
+
+    /// URL of the S3-compatible server of the bucket. Default: AWS S3 of the region.
+    #[arg(long, env = "MAMORI_EXPORT_S3_ENDPOINT", global = true)]
+    pub export_s3_endpoint: Option<String>,
+
+    /// Region of the bucket. Default: `AWS_REGION`, else `us-east-1`.
+    #[arg(long, env = "MAMORI_EXPORT_S3_REGION", global = true)]
+    pub export_s3_region: Option<String>,
+
+    /// Public base URL (a CDN) the app downloads the files of a bucket from.
+    #[arg(long, env = "MAMORI_EXPORT_PUBLIC_URL", global = true)]
+    pub export_public_url: Option<String>,
+
+    /// Access keys of the bucket. `None` reads `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
+    /// when the store opens; they have no flag, so they never appear in a process listing.
+    #[arg(skip)]
+    pub export_s3_credentials: Option<crate::storage::S3Credentials>,
 
     /// Cron expression (with seconds) of the retention job. The default is 03:00 Japan time.
     #[arg(
@@ -293,6 +315,7 @@ impl Config {
                 ),
             }
         }
+        crate::storage::ExportLocation::from_config(self)?;
         for (variable, schedule) in [
             ("MAMORI_EXPORT_SCHEDULE", &self.export_schedule),
             ("MAMORI_RETENTION_SCHEDULE", &self.retention_schedule),
@@ -316,12 +339,5 @@ impl Config {
                 self.data_dir.join("mamori.db").display()
             ),
         }
-    }
-
-    /// Returns the folder export files are published to.
-    pub fn export_dir(&self) -> PathBuf {
-        self.export_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("exports"))
     }
 }

@@ -57,7 +57,8 @@ pub struct ExportIndex {
 #[serde(rename_all = "camelCase")]
 pub struct ExportFile {
     pub name: String,
-    /// URL path to download the file from.
+    /// URL to download the file from: `/exports/{name}` on this server, or an absolute URL
+    /// under `MAMORI_EXPORT_PUBLIC_URL` when the files are in a bucket.
     pub path: String,
     pub size: u64,
     /// Hex SHA-256 of the file's bytes.
@@ -155,23 +156,29 @@ pub async fn run(
             return Err(error);
         }
     };
+    // The keys file is published whole before the index that names it, so an index never lists
+    // a file that is missing or half written.
     store
         .publish(&temporary, KEYS_FILE)
+        .await
         .with_context(|| format!("failed to publish {KEYS_FILE}"))?;
 
     let index = ExportIndex {
         generated_at,
         files: vec![ExportFile {
             name: KEYS_FILE.into(),
-            path: format!("/exports/{KEYS_FILE}"),
+            path: store.download_url(KEYS_FILE),
             size,
             sha256,
             key_count,
         }],
     };
     let index_bytes = serde_json::to_vec_pretty(&index)?;
+    // NOTE: The file names are fixed, so when this write fails after the keys file was replaced,
+    // the old index lists the old size and SHA-256 until the next run succeeds.
     store
-        .write_whole(INDEX_FILE, &index_bytes)
+        .write_whole(INDEX_FILE, index_bytes)
+        .await
         .with_context(|| format!("failed to publish {INDEX_FILE}"))?;
     Ok(index)
 }

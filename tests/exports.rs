@@ -8,7 +8,10 @@ use common::{
     base64_key, daily_keys, exported_key_data, gunzip_json, intervals, key_bytes, key_input,
     TestServer,
 };
-use mamori::exports::{INDEX_FILE, KEYS_FILE};
+use mamori::{
+    exports::{INDEX_FILE, KEYS_FILE},
+    storage::ExportStore,
+};
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -36,8 +39,16 @@ async fn export_and_read(server: &TestServer) -> Vec<String> {
     exported_key_data(&server.download_export(&reader).await)
 }
 
+/// Returns the export folder of a server that publishes to a folder, as the default does.
+fn export_folder(server: &TestServer) -> &std::path::Path {
+    match &server.app.exports {
+        ExportStore::Folder(folder) => folder.path(),
+        ExportStore::Bucket(_) => panic!("these tests publish to a folder"),
+    }
+}
+
 fn read_published(server: &TestServer, name: &str) -> Vec<u8> {
-    std::fs::read(server.app.exports.path_of(name).unwrap()).unwrap()
+    std::fs::read(export_folder(server).join(name)).unwrap()
 }
 
 async fn get_export(server: &TestServer, path: &str, token: Option<&str>) -> reqwest::Response {
@@ -293,7 +304,7 @@ async fn download_rejects_hidden_and_unknown_files() {
     let server = TestServer::start().await;
     mamori::jobs::export_keys(&server.app).await.unwrap();
     let user = server.login(None).await;
-    let export_dir = server.app.config.export_dir();
+    let export_dir = export_folder(&server);
     // Files that exist, so a 404 shows the name was rejected rather than missing.
     std::fs::write(export_dir.join(".hidden"), b"not for download").unwrap();
     std::fs::write(

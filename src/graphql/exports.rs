@@ -11,7 +11,8 @@ use crate::{error::Error, exports};
 pub struct ExportIndex {
     /// When the export job generated these files.
     pub generated_at: DateTime<Utc>,
-    /// The files, each downloadable at its `path` with the access token.
+    /// The files, each downloadable at its `path`: a path on this server needs the access token,
+    /// an absolute URL (a CDN) does not.
     pub files: Vec<ExportFile>,
 }
 
@@ -20,7 +21,8 @@ pub struct ExportIndex {
 pub struct ExportFile {
     /// File name, such as `diagnosis-keys.json.gz`.
     pub name: String,
-    /// URL path to download the file from, such as `/exports/diagnosis-keys.json.gz`.
+    /// URL to download the file from: a path on this server, such as
+    /// `/exports/diagnosis-keys.json.gz`, or an absolute URL when the files are on a CDN.
     pub path: String,
     /// Size in bytes.
     pub size: i64,

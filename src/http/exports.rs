@@ -1,4 +1,8 @@
 //! `GET /exports/{file}`: published export files for logged-in callers, with ETag revalidation.
+//!
+//! When the files are in a bucket, the handler redirects to their public URL instead of relaying
+//! them. The CDN serves them closer to the phones, and old app versions that request
+//! `/exports/{file}` keep working.
 
 use std::time::UNIX_EPOCH;
 
@@ -11,12 +15,16 @@ use axum::{
 use tokio_util::io::ReaderStream;
 
 use super::graphql::HttpState;
-use crate::auth::Caller;
+use crate::{
+    auth::Caller,
+    storage::{self, ExportStore, S3Bucket},
+};
 
 /// Clients may reuse a file for a minute before revalidating it with its ETag.
 const CACHE_CONTROL: &str = "private, max-age=60";
 
-/// Streams a published export file, or answers 304 when the client's copy is current.
+/// Streams a published export file, or returns 304 when the client's copy is current. With a
+/// bucket, redirects to the file's public URL.
 pub async fn download(
     State(state): State<HttpState>,
     Path(file): Path<String>,
@@ -32,7 +40,11 @@ pub async fn download(
         }
         Caller::Invalid(message) => return unauthorized(&message),
     }
-    let Some(path) = state.app.exports.path_of(&file) else {
+    let folder = match &state.app.exports {
+        ExportStore::Folder(folder) => folder,
+        ExportStore::Bucket(bucket) => return redirect_to_bucket(bucket, &file),
+    };
+    let Some(path) = folder.path_of(&file) else {
         return not_found();
     };
     let opened = match tokio::fs::File::open(&path).await {
@@ -58,11 +70,7 @@ pub async fn download(
         .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
         .unwrap_or_default();
     let etag = format!("\"{:x}-{:x}\"", metadata.len(), modified.as_nanos());
-    let content_type = if file.ends_with(".gz") {
-        "application/gzip"
-    } else {
-        "application/json"
-    };
+    let content_type = storage::content_type_of(&file);
     let mut response_headers = HeaderMap::new();
     response_headers.insert(
         header::CACHE_CONTROL,
@@ -82,6 +90,25 @@ pub async fn download(
         Body::from_stream(ReaderStream::new(opened)),
     )
         .into_response()
+}
+
+/// Redirects to the public URL of a file in the bucket. The redirect is temporary (307) because
+/// the operator may move the CDN. A name that is valid but not published gets the CDN's 404.
+fn redirect_to_bucket(bucket: &S3Bucket, file: &str) -> Response {
+    if !storage::is_valid_name(file) {
+        return not_found();
+    }
+    match HeaderValue::from_str(&bucket.download_url(file)) {
+        Ok(location) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, location)],
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, file, "public URL of an export file is not a valid header");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// Returns whether `If-None-Match` lists `etag` or is `*`.

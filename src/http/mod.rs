@@ -52,17 +52,34 @@ pub fn router(app: App) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
 }
 
-/// Reports whether the database responds within a second.
+/// How long each readiness check may take.
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Reports whether the database and the export store respond within a second each.
 async fn ready(State(state): State<graphql::HttpState>) -> (StatusCode, &'static str) {
-    match tokio::time::timeout(Duration::from_secs(1), state.app.db.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready"),
+    match tokio::time::timeout(READY_TIMEOUT, state.app.db.ping()).await {
+        Ok(Ok(())) => {}
         Ok(Err(error)) => {
             tracing::warn!(%error, "readiness check failed: database");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
         }
         Err(_) => {
             tracing::warn!("readiness check failed: database timed out");
-            (StatusCode::SERVICE_UNAVAILABLE, "database timed out")
+            return (StatusCode::SERVICE_UNAVAILABLE, "database timed out");
+        }
+    }
+    match tokio::time::timeout(READY_TIMEOUT, state.app.exports.check_ready()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        Ok(Err(error)) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "readiness check failed: export store"
+            );
+            (StatusCode::SERVICE_UNAVAILABLE, "export store unavailable")
+        }
+        Err(_) => {
+            tracing::warn!(store = %state.app.exports, "readiness check failed: export store timed out");
+            (StatusCode::SERVICE_UNAVAILABLE, "export store timed out")
         }
     }
 }

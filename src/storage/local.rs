@@ -1,4 +1,4 @@
-//! Where export files are published: a local folder, served at `/exports/…`.
+//! Export files in a local folder, served at `/exports/…`.
 //!
 //! A file is written under a temporary name in the same folder, flushed to
 //! disk and renamed into place, so a reader sees the whole old file or the
@@ -9,29 +9,30 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use super::is_valid_name;
+
 /// A folder of published export files.
 #[derive(Debug, Clone)]
-pub struct ExportStore {
+pub struct LocalFolder {
     dir: PathBuf,
 }
 
-impl ExportStore {
+impl LocalFolder {
     /// Opens the folder, creating it when missing.
     pub fn open(dir: PathBuf) -> io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        Ok(ExportStore { dir })
+        Ok(LocalFolder { dir })
+    }
+
+    /// Returns the folder's path.
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 
     /// Returns the path of a published file, or `None` when `name` is not a valid file name.
     /// Temporary files start with a dot and are never served.
     pub fn path_of(&self, name: &str) -> Option<PathBuf> {
-        let valid = !name.is_empty()
-            && name.len() <= 128
-            && !name.starts_with('.')
-            && name
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b'_'));
-        valid.then(|| self.dir.join(name))
+        is_valid_name(name).then(|| self.dir.join(name))
     }
 
     /// Returns a fresh temporary path in the store's folder for a file that will become `name`.
@@ -77,6 +78,14 @@ impl ExportStore {
             Err(error) => Err(error),
         }
     }
+
+    /// Checks that the folder exists and accepts a new file, by writing and removing one.
+    /// Permission bits alone would miss a read-only mount or a full disk.
+    pub async fn check_writable(&self) -> io::Result<()> {
+        let probe = self.temporary_path("ready");
+        tokio::fs::write(&probe, b"").await?;
+        tokio::fs::remove_file(&probe).await
+    }
 }
 
 #[cfg(test)]
@@ -85,11 +94,11 @@ mod tests {
 
     #[test]
     fn path_of_rejects_traversal_and_temporary_names() {
-        let store = ExportStore {
+        let folder = LocalFolder {
             dir: PathBuf::from("/srv/exports"),
         };
-        assert!(store.path_of("index.json").is_some());
-        assert!(store.path_of("diagnosis-keys.json.gz").is_some());
+        assert!(folder.path_of("index.json").is_some());
+        assert!(folder.path_of("diagnosis-keys.json.gz").is_some());
         for bad in [
             "",
             "../secrets",
@@ -98,24 +107,39 @@ mod tests {
             "index.json\0",
             "%2e%2e",
         ] {
-            assert!(store.path_of(bad).is_none(), "{bad:?}");
+            assert!(folder.path_of(bad).is_none(), "{bad:?}");
         }
     }
 
     #[test]
     fn write_whole_replaces_file() {
-        let folder = tempfile::tempdir().unwrap();
-        let store = ExportStore::open(folder.path().to_owned()).unwrap();
-        store.write_whole("index.json", b"first").unwrap();
-        store.write_whole("index.json", b"second").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let folder = LocalFolder::open(dir.path().to_owned()).unwrap();
+        folder.write_whole("index.json", b"first").unwrap();
+        folder.write_whole("index.json", b"second").unwrap();
         assert_eq!(
-            std::fs::read(folder.path().join("index.json")).unwrap(),
+            std::fs::read(dir.path().join("index.json")).unwrap(),
             b"second"
         );
         assert_eq!(
-            std::fs::read_dir(folder.path()).unwrap().count(),
+            std::fs::read_dir(dir.path()).unwrap().count(),
             1,
             "no temporary file is left"
         );
+    }
+
+    #[tokio::test]
+    async fn check_writable_fails_without_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = LocalFolder::open(dir.path().join("exports")).unwrap();
+        folder.check_writable().await.unwrap();
+        assert_eq!(
+            std::fs::read_dir(folder.path()).unwrap().count(),
+            0,
+            "the probe file is removed"
+        );
+
+        std::fs::remove_dir(folder.path()).unwrap();
+        assert!(folder.check_writable().await.is_err());
     }
 }
