@@ -257,7 +257,8 @@ pub async fn delete(
     Ok(target)
 }
 
-/// Changes the caller's own password after checking the current one, and ends its other sessions.
+/// Changes the caller's own password after checking the current one, and revokes every refresh
+/// token of the account, the caller's included.
 pub async fn change_password(
     db: &DatabaseConnection,
     admin: &CurrentAdmin,

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sea_orm::{
-    sea_query::Expr, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::Expr, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -33,6 +33,8 @@ const GROUP_LENGTH: usize = 4;
 
 /// Maximum number of codes one call may issue.
 pub const MAX_CODES_PER_CALL: u32 = 100;
+/// First key of the advisory lock that serializes issuing per prefecture; the second is the code.
+const QUOTA_LOCK_CLASS: i32 = 0x6d61_6d6f;
 /// Maximum validity of a token, in days.
 pub const MAX_VALID_DAYS: i64 = 90;
 
@@ -118,6 +120,15 @@ pub async fn issue_by(
     check_request(count, valid_for)?;
     let today = japan_time::date_of(now);
     let transaction = db.begin().await?;
+    if transaction.get_database_backend() == DbBackend::Postgres {
+        // Concurrent issues for one prefecture queue here, so each counts the others' tokens.
+        let lock = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            [QUOTA_LOCK_CLASS.into(), i32::from(prefecture.get()).into()],
+        );
+        transaction.execute(lock).await?;
+    }
     let issued_today = health_center_tokens::Entity::find()
         .filter(health_center_tokens::Column::Prefecture.eq(prefecture.get()))
         .filter(health_center_tokens::Column::CreatedAt.gte(japan_time::start_of(today)))

@@ -222,7 +222,7 @@ impl AdminMutation {
         let admin = current_admin(context).await?;
         let prefecture = input
             .prefecture
-            .map(|code| PrefectureCode::parse(code, "input.prefecture"))
+            .map(|code| PrefectureCode::parse(code, "prefecture"))
             .transpose()
             .graphql(context)?;
         admins::create_by(
@@ -250,7 +250,8 @@ impl AdminMutation {
             .map(Admin)
     }
 
-    /// Changes the caller's password and ends its other sessions at their next refresh.
+    /// Changes the caller's password and revokes every refresh token of the account, the
+    /// caller's included; access tokens stay valid until they expire.
     async fn change_password(
         &self,
         context: &Context<'_>,

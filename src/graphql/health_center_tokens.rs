@@ -10,6 +10,7 @@ use super::{
 };
 use crate::{
     entity,
+    error::Error,
     health_center_tokens::{self, TokenStatus},
     pagination::PageRequest,
     prefectures::PrefectureCode,
@@ -176,9 +177,20 @@ impl HealthCenterTokenMutation {
     ) -> async_graphql::Result<IssuedHealthCenterTokens> {
         let app = context.app();
         let admin = current_admin(context).await?;
-        let prefecture =
-            PrefectureCode::parse(input.prefecture, "input.prefecture").graphql(context)?;
-        let count = u32::try_from(input.count).unwrap_or(0);
+        let prefecture = PrefectureCode::parse(input.prefecture, "prefecture").graphql(context)?;
+        // A negative count fails the same check as zero, with the value the client sent.
+        let count = u32::try_from(input.count)
+            .map_err(|_| {
+                Error::invalid(
+                    "count",
+                    format!(
+                        "invalid count {}: issue from 1 to {} codes at a time",
+                        input.count,
+                        health_center_tokens::MAX_CODES_PER_CALL
+                    ),
+                )
+            })
+            .graphql(context)?;
         let valid_for = chrono::Duration::hours(i64::from(input.valid_for_hours));
         let (codes, expires_at) = health_center_tokens::issue_by(
             &app.db,

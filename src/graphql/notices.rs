@@ -61,8 +61,7 @@ impl NoticeMutation {
     ) -> async_graphql::Result<PrefectureNotice> {
         let app = context.app();
         let admin = current_admin(context).await?;
-        let prefecture =
-            PrefectureCode::parse(input.prefecture, "input.prefecture").graphql(context)?;
+        let prefecture = PrefectureCode::parse(input.prefecture, "prefecture").graphql(context)?;
         notices::publish(
             &app.db,
             &app.notices,

@@ -47,7 +47,7 @@ impl SessionMutation {
         let app = context.app();
         let prefecture = input
             .and_then(|input| input.prefecture)
-            .map(|code| PrefectureCode::parse(code, "input.prefecture"))
+            .map(|code| PrefectureCode::parse(code, "prefecture"))
             .transpose()
             .graphql(context)?;
         auth::login(&app.db, &app.keys, app.clock.now(), prefecture)
@@ -82,7 +82,7 @@ impl SessionMutation {
             MaybeUndefined::Undefined => return current_user(context).await,
             MaybeUndefined::Null => None,
             MaybeUndefined::Value(code) => {
-                Some(PrefectureCode::parse(code, "input.prefecture").graphql(context)?)
+                Some(PrefectureCode::parse(code, "prefecture").graphql(context)?)
             }
         };
         profiles::set_prefecture(&app.db, user_id, prefecture)
