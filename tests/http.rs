@@ -290,3 +290,38 @@ async fn health_and_readiness_answer() {
     let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+#[tokio::test]
+async fn deeply_nested_arguments_are_rejected_safely() {
+    let server = TestServer::start().await;
+    // Thousands of nested brackets once overflowed the parser's stack and aborted the process.
+    let depth = 5_000;
+    let query = format!(
+        "{{ prefecture(code: {}1{}) {{ code }} }}",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let response = post_with_accept(
+        &server,
+        GRAPHQL_RESPONSE_JSON,
+        &json!({ "query": query }).to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nest"),
+        "{body}"
+    );
+
+    let alive = post_with_accept(
+        &server,
+        "application/json",
+        r#"{"query":"{ prefecture(code: 1) { code } }"}"#,
+    )
+    .await;
+    assert_eq!(alive.status(), 200, "the server still serves requests");
+}

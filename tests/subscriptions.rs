@@ -226,3 +226,43 @@ async fn legacy_invalid_token_gets_connection_error() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn deeply_nested_subscription_closes_connection() {
+    let server = TestServer::start().await;
+    let mut socket = connect(&server, "graphql-transport-ws").await;
+    send(&mut socket, json!({ "type": "connection_init" })).await;
+    assert_eq!(
+        receive(&mut socket).await.unwrap()["type"],
+        "connection_ack"
+    );
+    let depth = 5_000;
+    let query = format!(
+        "subscription {{ prefectureNotices(prefecture: {}1{}) {{ id }} }}",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    send(
+        &mut socket,
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": query } }),
+    )
+    .await;
+    let frame = loop {
+        match timeout(WAIT, socket.next())
+            .await
+            .expect("timed out waiting for the close")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => break None,
+        }
+    };
+    assert_eq!(
+        u16::from(frame.expect("the server closes with a code").code),
+        4400
+    );
+    let alive = server
+        .graphql(None, "{ prefecture(code: 1) { code } }", json!({}))
+        .await;
+    assert_eq!(alive["data"]["prefecture"]["code"], 1);
+}

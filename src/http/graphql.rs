@@ -10,6 +10,10 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -30,7 +34,7 @@ use axum::{
 };
 use futures::{SinkExt, StreamExt};
 
-use super::REQUEST_ID_HEADER;
+use super::{nesting, REQUEST_ID_HEADER};
 use crate::{app::App, auth::Caller, graphql::MamoriSchema, graphql::RequestContext};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -192,6 +196,16 @@ async fn execute(
     media_type: MediaType,
     is_get: bool,
 ) -> Response {
+    if nesting::nests_deeper_than(&request.query, nesting::MAX_NESTING) {
+        record_operation("invalid", "BAD_USER_INPUT", Instant::now());
+        return request_error(
+            media_type,
+            &format!(
+                "invalid query: brackets nest deeper than {} levels",
+                nesting::MAX_NESTING
+            ),
+        );
+    }
     let operation_name = request.operation_name.clone();
     let (operation_type, label) = match request.parsed_query() {
         Ok(document) => selected_operation(&document.operations, operation_name.as_deref()),
@@ -425,7 +439,19 @@ pub async fn websocket(
                     return;
                 }
                 tracing::debug!(request_id, "websocket connected");
-                let replayed = futures::stream::once(async move { Ok(first) }).chain(stream);
+                // A message with a too deeply nested query ends the input, and the connection then
+                // closes with 4400, before the parser could overflow its stack on it.
+                let too_deep = Arc::new(AtomicBool::new(false));
+                let flag = too_deep.clone();
+                let replayed = futures::stream::once(async move { Ok(first) })
+                    .chain(stream)
+                    .take_while(move |message| {
+                        let deep = matches!(message, Ok(Message::Text(text)) if message_nests_too_deep(text));
+                        if deep {
+                            flag.store(true, Ordering::Relaxed);
+                        }
+                        futures::future::ready(!deep)
+                    });
                 // The protocol handler writes to a channel, so this task keeps the socket and can
                 // send the close frame itself when the server shuts down.
                 let (outgoing, mut to_send) = futures::channel::mpsc::channel::<Message>(16);
@@ -465,10 +491,22 @@ pub async fn websocket(
                 };
                 if shutting_down {
                     let _ = sink.send(close_message(1001, "server shutting down")).await;
+                } else if too_deep.load(Ordering::Relaxed) {
+                    let _ = sink.send(close_message(4400, "query nests too deeply")).await;
                 }
                 connections.decrement(1.0);
             })
         })
+}
+
+/// Returns whether a WebSocket message carries a query nested deeper than the limit.
+fn message_nests_too_deep(text: &str) -> bool {
+    let Ok(message) = serde_json::from_str::<serde_json::Value>(text) else {
+        return false;
+    };
+    message["payload"]["query"]
+        .as_str()
+        .is_some_and(|query| nesting::nests_deeper_than(query, nesting::MAX_NESTING))
 }
 
 /// Returns the GraphQL subprotocol the upgrade selects: the first one the client offers.

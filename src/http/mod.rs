@@ -2,6 +2,7 @@
 
 mod exports;
 mod graphql;
+mod nesting;
 
 use std::time::Duration;
 
