@@ -41,7 +41,9 @@ pub fn parse_email(email: &str) -> Result<String> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
         })
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || crate::notices::is_bidi_control(c));
     if !valid {
         return Err(Error::invalid(
             "email",

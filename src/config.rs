@@ -298,6 +298,9 @@ impl Config {
         if self.token_attempt_limit_per_address == 0 {
             anyhow::bail!("MAMORI_TOKEN_ATTEMPT_LIMIT_PER_ADDRESS must be at least 1");
         }
+        if self.max_body_bytes < 1024 {
+            anyhow::bail!("MAMORI_MAX_BODY_BYTES must be at least 1024");
+        }
         if self.admin_login_attempt_limit == 0 {
             anyhow::bail!("MAMORI_ADMIN_LOGIN_ATTEMPT_LIMIT must be at least 1");
         }

@@ -35,6 +35,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
             .connect_with(options)
             .await
             .context("failed to open the SQLite database")?;
+        restrict_to_owner(&url);
         return Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool));
     }
     if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
@@ -56,6 +57,21 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
 
 /// Advisory lock key held while migrations run, next to the jobs' keys.
 const MIGRATION_LOCK_KEY: i64 = 0x6d61_6d6f_7269_0000;
+
+/// Makes the SQLite file readable by its owner only; SQLite gives its WAL files the same mode.
+fn restrict_to_owner(url: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        let path = path.split('?').next().unwrap_or(path);
+        if let Err(error) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(path, %error, "could not restrict the database file to its owner");
+        }
+    }
+}
 
 /// Applies every pending migration. On PostgreSQL an advisory lock makes replicas that start
 /// together apply them one after the other, so the later ones find nothing pending.

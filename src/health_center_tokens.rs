@@ -78,10 +78,19 @@ pub fn generate_code() -> String {
 pub fn normalize(input: &str) -> Option<String> {
     let code: String = input
         .chars()
-        .filter(|c| !matches!(c, '-' | ' '))
+        .map(to_half_width)
+        .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '\u{2010}'..='\u{2015}' | '\u{30FC}'))
         .map(|c| c.to_ascii_uppercase())
         .collect();
     (code.len() == CODE_LENGTH && code.bytes().all(|byte| ALPHABET.contains(&byte))).then_some(code)
+}
+
+/// Maps a full-width form (U+FF01 to U+FF5E), as Japanese keyboards type it, to its ASCII letter.
+fn to_half_width(c: char) -> char {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        other => other,
+    }
 }
 
 /// Issues `count` tokens for `prefecture`, valid until `now + valid_for`, and returns the codes.
@@ -360,6 +369,14 @@ mod tests {
     #[test]
     fn normalize_ignores_case_and_separators() {
         assert_eq!(normalize("k7qm 3xrt-wp9c").as_deref(), Some("K7QM3XRTWP9C"));
+        assert_eq!(
+            normalize("\tK7QM-3XRT-WP9C\t\n").as_deref(),
+            Some("K7QM3XRTWP9C")
+        );
+        assert_eq!(
+            normalize("Ｋ７ＱＭ－３ＸＲＴ－ＷＰ９Ｃ").as_deref(),
+            Some("K7QM3XRTWP9C")
+        );
     }
 
     #[test]

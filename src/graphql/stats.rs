@@ -20,8 +20,9 @@ pub struct Date(pub NaiveDate);
 impl ScalarType for Date {
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
-            Value::String(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .ok()
+            Value::String(text) => (text.len() == 10)
+                .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+                .flatten()
                 .filter(|date| (1..=9999).contains(&date.year()))
                 .map(Date)
                 .ok_or_else(|| {

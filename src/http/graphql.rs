@@ -221,7 +221,7 @@ async fn execute(
             return (
                 StatusCode::METHOD_NOT_ALLOWED,
                 [(header::ALLOW, HeaderValue::from_static("POST"))],
-                "only queries may be sent by GET; send mutations by POST",
+                "only queries may be sent by GET; send mutations by POST and subscriptions over /graphql/ws",
             )
                 .into_response();
         }
@@ -411,7 +411,11 @@ pub async fn websocket(
     let transport_ws = selected_subprotocol(&headers) == Some("graphql-transport-ws");
     let client = client_address(peer, &headers, &state.app.config.trusted_proxies);
     let websockets = state.app.websockets.clone();
+    // A WebSocket message is held to the same size as a request body.
+    let max_message_bytes = state.app.config.max_body_bytes;
     upgrade
+        .max_message_size(max_message_bytes)
+        .max_frame_size(max_message_bytes)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             websockets.track_future(async move {

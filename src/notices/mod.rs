@@ -78,7 +78,7 @@ pub fn parse_message(message: &str) -> Result<String> {
     }
     if message
         .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        .any(|c| (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || is_bidi_control(c))
     {
         return Err(Error::invalid(
             "message",
@@ -86,6 +86,12 @@ pub fn parse_message(message: &str) -> Result<String> {
         ));
     }
     Ok(message.to_owned())
+}
+
+/// Returns whether `c` reorders text (U+202A to U+202E, U+2066 to U+2069), which could make a
+/// message or an audit entry read differently from what it contains.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Stores a notice for an admin of that prefecture or above, audits it and delivers it to the

@@ -80,7 +80,22 @@ impl ExportLocation {
             check_http_url(endpoint, "MAMORI_EXPORT_S3_ENDPOINT")?;
         }
         match &location {
-            ExportLocation::Folder(_) => {
+            ExportLocation::Folder(folder) => {
+                // Every file of the export folder is downloadable, so it must never be the data
+                // folder, which holds the SQLite database and the secrets.
+                let same = |a: &std::path::Path, b: &std::path::Path| match (
+                    a.canonicalize(),
+                    b.canonicalize(),
+                ) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => a == b,
+                };
+                if same(folder, &config.data_dir) {
+                    anyhow::bail!(
+                        "the export folder {} is the data folder, whose database and secrets would                          then be downloadable: choose a folder of its own",
+                        folder.display()
+                    );
+                }
                 let bucket_settings = [
                     (
                         "MAMORI_EXPORT_PUBLIC_URL",
