@@ -32,6 +32,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
         let pool = SqlitePoolOptions::new()
             .max_connections(config.database_max_connections)
             .acquire_timeout(config.database_connect_timeout)
+            // A SQLite connection has no network link that can break, so a ping before each
+            // acquire only adds a round trip to the connection's worker thread.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .context("failed to open the SQLite database")?;

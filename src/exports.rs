@@ -212,7 +212,10 @@ fn write_keys_file(
         size: 0,
     };
     // The gzip header carries no name or time, so the bytes depend on the keys alone.
-    let mut gzip = GzEncoder::new(hashing, Compression::default());
+    // serde_json writes each key in many small pieces, and flate2 1.1 with its miniz_oxide
+    // backend zero-fills a 32 KiB output buffer on every write, so the writes are buffered.
+    let mut gzip =
+        io::BufWriter::with_capacity(1 << 16, GzEncoder::new(hashing, Compression::default()));
     gzip.write_all(header.as_bytes())?;
     let mut count: u64 = 0;
     let mut previous: Option<Vec<u8>> = None;
@@ -230,7 +233,10 @@ fn write_keys_file(
         }
     }
     gzip.write_all(b"]}")?;
-    let mut hashing = gzip.finish()?;
+    let mut hashing = gzip
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .finish()?;
     hashing.inner.flush()?;
     Ok((hashing.size, hex::encode(hashing.hasher.finalize()), count))
 }
