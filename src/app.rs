@@ -168,7 +168,7 @@ pub async fn serve(
     )
     .with_graceful_shutdown(async move {
         shutdown.await;
-        // axum does not wait for upgraded connections, so the WebSocket tasks are told here to
+        // axum does not wait for upgraded connections, so here the WebSocket tasks are signalled to
         // send their close frames (1001), and awaited below.
         stopping.cancel();
     })

@@ -20,7 +20,7 @@ pub struct FailureLimiter {
     windows: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
-/// Failures answered without delay before each further failure gets a longer one.
+/// Failures rejected without delay before each further failure gets a longer one.
 const FREE_FAILURES: u32 = 3;
 /// Maximum number of delay steps added to the response to one failure.
 const MAX_DELAY_STEPS: u32 = 8;
@@ -90,7 +90,7 @@ impl FailureLimiter {
         }
     }
 
-    /// Returns how long to wait before answering a failure of `keys`: nothing for the first
+    /// Returns how long to wait before responding to a failure of `keys`: nothing for the first
     /// failures of a window, then one more step per failure, up to eight steps.
     pub fn delay_for(&self, keys: &[String], now: Instant) -> Duration {
         let windows = self.lock();

@@ -1,4 +1,4 @@
-//! GraphQL over HTTP as the specification asks: media types, methods and status codes.
+//! GraphQL over HTTP as the specification requires: media types, methods and status codes.
 
 mod common;
 

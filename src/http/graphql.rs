@@ -234,11 +234,7 @@ async fn execute(
         _ => {}
     }
 
-    let request_id = headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let request_id = request_id(headers);
     let now = state.app.clock.now();
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -403,11 +399,7 @@ pub async fn websocket(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let request_id = headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let request_id = request_id(&headers);
     let transport_ws = selected_subprotocol(&headers) == Some("graphql-transport-ws");
     let client = client_address(peer, &headers, &state.app.config.trusted_proxies);
     let websockets = state.app.websockets.clone();
@@ -511,6 +503,15 @@ fn message_nests_too_deep(text: &str) -> bool {
     message["payload"]["query"]
         .as_str()
         .is_some_and(|query| nesting::nests_deeper_than(query, nesting::MAX_NESTING))
+}
+
+/// Returns the request id set by `SetRequestIdLayer`, or an empty string.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Returns the GraphQL subprotocol the upgrade selects: the first one the client offers.

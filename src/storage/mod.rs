@@ -82,7 +82,7 @@ impl ExportLocation {
         match &location {
             ExportLocation::Folder(folder) => {
                 // Every file of the export folder is downloadable, so it must never be the data
-                // folder, which holds the SQLite database and the secrets.
+                // folder, which contains the SQLite database and the secrets.
                 let same = |a: &std::path::Path, b: &std::path::Path| match (
                     a.canonicalize(),
                     b.canonicalize(),
